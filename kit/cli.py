@@ -1,0 +1,122 @@
+"""`python -m kit <command>`: one command per pipeline stage.
+
+Each command lives in its own module, which defines::
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None   # the command's own options
+    def run(args: argparse.Namespace, config: Config) -> int | None
+
+Modules are imported only when their command runs, so `--help` is instant and TensorFlow is
+loaded only by the commands that need it. A :class:`kit.errors.KitError` becomes one clear
+message and a non-zero exit; anything else keeps its traceback (it is a bug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import time
+from pathlib import Path
+
+from kit.config import Config
+from kit.errors import KitError
+
+# name -> (module, one line of help). In pipeline order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("kit.simulate.cli", "write a simulated PLAsTiCC-shaped competition folder (+ truth)"),
+    "import-zenodo": ("kit.zenodo", "import the unblinded Zenodo release into a competition folder"),
+    "download": ("kit.kaggle.download", "download and unpack the competition files with the kaggle client"),
+    "check-data": ("kit.data", "check a competition folder: files, headers, ids"),
+    "features": ("kit.featurize", "aggregate features of the training and test light curves"),
+    "sequences": ("kit.sequences", "ragged passband sequences for the LSTM"),
+    "folds": ("kit.folds", "the stratified fold assignment every model shares"),
+    "train-lgbm": ("kit.lgbm", "train the LightGBM baseline (OOF predictions, fold models)"),
+    "train-lstm": ("kit.lstm", "train the Keras LSTM-plus-features network"),
+    "predict": ("kit.predict", "predict the test set with a trained model"),
+    "blend": ("kit.blend", "blend model predictions with weights fitted on OOF"),
+    "submission": ("kit.submission", "add class 99 and write the submission .csv.gz"),
+    "validate": ("kit.validate", "check a submission file against the test metadata"),
+    "score": ("kit.score", "score a submission against a truth file"),
+    "submit": ("kit.kaggle.submit", "validate and upload a submission, record it in the ledger"),
+    "submissions": ("kit.kaggle.scores", "list our submissions and their scores"),
+    "leaderboard": ("kit.kaggle.leaderboard", "show the top of the leaderboard and our place"),
+    "kernel": ("kit.kaggle.kernel", "build, push, poll or fetch the GPU training kernel"),
+    "serve-kaggle": ("kit.standin.server", "run the local stand-in Kaggle API server"),
+    "bench": ("kit.bench", "benchmark the LightGBM path on a large simulated test set"),
+    "report": ("kit.report", "write the HTML report of models, errors and light curves"),
+    "plot-object": ("kit.report.plot_object", "draw one object's light curve with its predictions"),
+}
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    defaults = Config()
+    g = parser.add_argument_group("common")
+    g.add_argument("--data", type=Path, default=defaults.data_dir, help="competition folder (default %(default)s)")
+    g.add_argument("--build-root", type=Path, default=defaults.build_root)
+    g.add_argument("--models-root", type=Path, default=defaults.models_root)
+    g.add_argument("--submissions-dir", type=Path, default=defaults.submissions_dir)
+    g.add_argument("--reports-root", type=Path, default=defaults.reports_root)
+    g.add_argument("--workers", type=int, default=defaults.workers, help="processes (default: all cores)")
+    g.add_argument("--chunk-rows", type=int, default=defaults.chunk_rows, help="rows per streamed chunk")
+    g.add_argument("--folds", dest="n_folds", type=int, default=defaults.n_folds)
+    g.add_argument("--seed", type=int, default=defaults.seed)
+    g.add_argument("--class99-galactic", type=float, default=defaults.class99_galactic)
+    g.add_argument("--class99-extragalactic", type=float, default=defaults.class99_extragalactic)
+    g.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786) for featurisation")
+    g.add_argument("-v", "--verbose", action="store_true")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    return Config(
+        data_dir=args.data,
+        build_root=args.build_root,
+        models_root=args.models_root,
+        submissions_dir=args.submissions_dir,
+        reports_root=args.reports_root,
+        workers=max(1, args.workers),
+        chunk_rows=args.chunk_rows,
+        n_folds=args.n_folds,
+        seed=args.seed,
+        class99_galactic=args.class99_galactic,
+        class99_extragalactic=args.class99_extragalactic,
+        scheduler=args.scheduler or None,
+    )
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; only ``command``'s module is imported to add its options."""
+    parser = argparse.ArgumentParser(prog="python -m kit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        _common(p)
+        if name == command:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    args = build_parser(command).parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        return 0
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    module = importlib.import_module(COMMANDS[args.command][0])
+    started = time.perf_counter()
+    try:
+        code = module.run(args, config_from_args(args))
+    except KitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: finished outputs are kept, partial ones were discarded", file=sys.stderr)
+        return 130
+    logging.getLogger("kit").info("%s done in %.1f s", args.command, time.perf_counter() - started)
+    return int(code or 0)

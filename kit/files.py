@@ -1,0 +1,72 @@
+"""File helpers: atomic writes and staleness checks. The only place that renames into place."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kit import survey
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    An interrupted or failed write leaves nothing under the final name (and removes the temporary).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: Path, obj) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    """Write a frame as parquet, atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def is_fresh(outputs: list[Path], inputs: list[Path]) -> bool:
+    """True when every output exists and is newer than every existing input."""
+    outs = [Path(p) for p in outputs]
+    if not all(p.exists() for p in outs):
+        return False
+    newest_in = max((Path(p).stat().st_mtime for p in inputs if Path(p).exists()), default=0.0)
+    return min(p.stat().st_mtime for p in outs) >= newest_in
+
+
+def save_proba(path: Path, object_ids: np.ndarray, proba: np.ndarray) -> None:
+    """Save 14-class probabilities (rows = objects, columns = survey.CLASSES) as parquet."""
+    proba = np.asarray(proba, dtype=np.float32)
+    if proba.shape != (len(object_ids), len(survey.CLASSES)):
+        raise ValueError(f"proba has shape {proba.shape}, expected ({len(object_ids)}, {len(survey.CLASSES)})")
+    frame = pd.DataFrame(proba, columns=list(survey.PROBA_COLUMNS))
+    frame.insert(0, survey.OBJECT_ID, np.asarray(object_ids, dtype=np.int64))
+    write_parquet(path, frame)
+
+
+def load_proba(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Load what :func:`save_proba` wrote: ``(object_ids, proba)``."""
+    frame = pd.read_parquet(path)
+    return frame[survey.OBJECT_ID].to_numpy(), frame[list(survey.PROBA_COLUMNS)].to_numpy(np.float64)
