@@ -54,7 +54,7 @@ class Config:
     class99_extragalactic: float = 0.14
     scheduler: str | None = None
 
-    def with_(self, **changes) -> "Config":
+    def with_(self, **changes) -> Config:
         """A copy with some fields changed."""
         return replace(self, **changes)
 

@@ -81,7 +81,7 @@ def sample_weights(
     """
     y = np.asarray(y_true).astype(np.int64)
     present, counts = np.unique(y, return_counts=True)
-    per_class = {int(c): weights[int(c)] / n for c, n in zip(present, counts)}
+    per_class = {int(c): weights[int(c)] / n for c, n in zip(present, counts, strict=True)}
     w = np.array([per_class[int(c)] for c in y], dtype=np.float64)
     return w * (len(w) / w.sum())
 
