@@ -1,0 +1,164 @@
+# PLAsTiCC-2018 submission kit. `make help` lists the targets; `make demo` runs everything on a
+# simulated competition; `make test` runs the tests. Stages are file targets: make redoes only what is stale.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
+
+# --- settings (override on the command line: make features DATA=data/plasticc-2018) ----------------
+COMPETITION ?= plasticc-2018
+DATA ?= data/sim-demo
+SCHEDULER ?=
+WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+SIM_TRAIN ?= 2000
+SIM_TEST ?= 10000
+SEED ?= 42
+MODEL ?= $(if $(wildcard $(MODELS)/lstm/oof.parquet),blend,lgbm)
+LSTM_ARGS ?=
+BENCH_ROWS ?= 20000000
+
+NAME := $(notdir $(abspath $(DATA)))
+BUILD := build/$(NAME)
+MODELS := models/$(NAME)
+ARGS := --data $(DATA) --workers $(WORKERS) --seed $(SEED) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+KIT := $(PY) -m kit
+src = $(firstword $(wildcard $(DATA)/$(1) $(DATA)/$(1).gz) $(DATA)/$(1))
+TRAIN_FILES := $(call src,training_set.csv) $(call src,training_set_metadata.csv)
+TEST_FILES := $(call src,test_set.csv) $(call src,test_set_metadata.csv)
+KIT_SOURCES := $(shell find kit -name '*.py' 2>/dev/null)
+SUBMISSION := submissions/$(NAME)-$(MODEL).csv.gz
+
+# --- demo: a simulated competition served by the local stand-in Kaggle server ---------------------
+DEMO_SOURCE := data/sim-demo-kaggle
+DEMO_PORT ?= 8765
+DEMO_STATE := build/standin
+STANDIN := KAGGLE_CONFIG_DIR=$(abspath $(DEMO_STATE))/config KIT_KAGGLE_ENDPOINT=http://127.0.0.1:$(DEMO_PORT)
+
+.PHONY: help
+help: ## list the targets
+	@echo "PLAsTiCC-2018 kit. Settings: DATA=$(DATA) MODEL=$(MODEL) WORKERS=$(WORKERS) SCHEDULER=$(SCHEDULER)"
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-15s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt
+	rm -f $(VENV)/.installed-*
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+.PHONY: setup
+setup: $(STAMP) ## create or reuse .venv with the pinned requirements
+
+# --- data ------------------------------------------------------------------------------------------
+.PHONY: simulate download check-data import-zenodo
+simulate: $(STAMP) ## simulate a competition into DATA (SIM_TRAIN, SIM_TEST, SEED)
+	$(KIT) simulate $(ARGS) --out $(DATA) --train $(SIM_TRAIN) --test $(SIM_TEST)
+
+download: $(STAMP) ## download and unpack COMPETITION into data/<competition> with the kaggle client
+	$(KIT) download --competition $(COMPETITION) $(if $(filter command line,$(origin DATA)),--data $(DATA))
+
+import-zenodo: $(STAMP) ## import the unblinded Zenodo release (ZENODO=folder) into DATA
+	$(KIT) import-zenodo $(ARGS) --source $(ZENODO) --out $(DATA)
+
+check-data: $(STAMP) ## check the competition folder's files and headers
+	$(KIT) check-data $(ARGS)
+
+# Simulated competitions (folders named sim-*) are made on demand.
+data/sim-%/test_set_metadata.csv data/sim-%/training_set.csv data/sim-%/test_set.csv data/sim-%/training_set_metadata.csv &: | $(STAMP)
+	$(KIT) simulate --data data/sim-$* --out data/sim-$* --train $(SIM_TRAIN) --test $(SIM_TEST) --seed $(SEED)
+
+# --- features and sequences --------------------------------------------------------------------------
+$(BUILD)/features_train.parquet $(BUILD)/features_test.parquet &: $(TRAIN_FILES) $(TEST_FILES) | $(STAMP)
+	$(KIT) features $(ARGS)
+
+$(BUILD)/sequences_train/.done $(BUILD)/sequences_test/.done &: $(TRAIN_FILES) $(TEST_FILES) | $(STAMP)
+	$(KIT) sequences $(ARGS)
+
+.PHONY: features sequences
+features: $(BUILD)/features_train.parquet ## aggregate features of train and test (resumable, parallel, SCHEDULER=)
+sequences: $(BUILD)/sequences_train/.done ## ragged passband sequences of train and test for the LSTM
+
+# --- models ----------------------------------------------------------------------------------------
+$(MODELS)/folds.csv: $(call src,training_set_metadata.csv) | $(STAMP)
+	$(KIT) folds $(ARGS)
+
+$(MODELS)/lgbm/oof.parquet: $(BUILD)/features_train.parquet $(MODELS)/folds.csv
+	$(KIT) train-lgbm $(ARGS)
+
+$(MODELS)/lgbm/test.parquet: $(MODELS)/lgbm/oof.parquet $(BUILD)/features_test.parquet
+	$(KIT) predict $(ARGS) --model lgbm
+
+$(MODELS)/lstm/oof.parquet: $(BUILD)/sequences_train/.done $(BUILD)/features_train.parquet $(MODELS)/folds.csv
+	$(KIT) train-lstm $(ARGS) $(LSTM_ARGS)
+
+$(MODELS)/lstm/test.parquet: $(MODELS)/lstm/oof.parquet $(BUILD)/sequences_test/.done $(BUILD)/features_test.parquet
+	$(KIT) predict $(ARGS) --model lstm
+
+$(MODELS)/blend/test.parquet: $(MODELS)/lgbm/test.parquet $(MODELS)/lstm/test.parquet
+	$(KIT) blend $(ARGS)
+
+.PHONY: folds train-lgbm train-lstm predict blend
+folds: $(MODELS)/folds.csv ## the stratified fold assignment every model shares
+train-lgbm: $(MODELS)/lgbm/oof.parquet ## train the LightGBM baseline (5 folds, OOF score)
+train-lstm: $(MODELS)/lstm/oof.parquet ## train the Keras LSTM-plus-features network (LSTM_ARGS=)
+predict: $(MODELS)/lgbm/test.parquet ## predict the test set with LightGBM (and the LSTM if trained)
+	$(if $(wildcard $(MODELS)/lstm/oof.parquet),$(MAKE) $(MODELS)/lstm/test.parquet)
+blend: $(MODELS)/blend/test.parquet ## blend LightGBM and LSTM with weights fitted on OOF
+
+# --- submission --------------------------------------------------------------------------------------
+$(SUBMISSION): $(MODELS)/$(MODEL)/test.parquet $(call src,test_set_metadata.csv)
+	$(KIT) submission $(ARGS) --model $(MODEL)
+
+.PHONY: submission validate score
+submission: $(SUBMISSION) ## add class 99 and write submissions/<name>-<model>.csv.gz
+validate: $(SUBMISSION) ## check the submission file against the test metadata
+	$(KIT) validate $(ARGS) --file $(SUBMISSION)
+score: $(SUBMISSION) ## score the submission against the truth file, if there is one
+	$(KIT) score $(ARGS) --file $(SUBMISSION)
+
+# --- Kaggle ----------------------------------------------------------------------------------------
+.PHONY: submit submissions leaderboard kernel-build kernel-push kernel-status kernel-output kernel-local
+submit: $(SUBMISSION) ## rebuild what is stale, validate, upload to Kaggle and record it in the ledger
+	$(KIT) submit $(ARGS) --competition $(COMPETITION) --file $(SUBMISSION)
+submissions: $(STAMP) ## our submissions with status and public/private scores (updates the ledger)
+	$(KIT) submissions $(ARGS) --competition $(COMPETITION)
+leaderboard: $(STAMP) ## the top of the leaderboard and where our best entry stands
+	$(KIT) leaderboard $(ARGS) --competition $(COMPETITION)
+kernel-build: $(STAMP) ## generate the self-contained GPU training kernel in kernels/lstm
+	$(KIT) kernel build $(ARGS) --competition $(COMPETITION)
+kernel-push: $(STAMP) ## push the GPU training kernel to Kaggle
+	$(KIT) kernel push $(ARGS) --competition $(COMPETITION)
+kernel-status: $(STAMP) ## status of the last pushed kernel
+	$(KIT) kernel status $(ARGS) --competition $(COMPETITION)
+kernel-output: $(STAMP) ## download the kernel's models and predictions into models/
+	$(KIT) kernel output $(ARGS) --competition $(COMPETITION)
+kernel-local: $(STAMP) ## run the kernel script locally in a Kaggle-like layout on DATA
+	$(KIT) kernel local $(ARGS) --competition $(COMPETITION)
+
+# --- demo, reports, benchmark ----------------------------------------------------------------------
+.PHONY: demo
+demo: $(STAMP) ## simulate a competition, serve it on a local stand-in Kaggle, run everything, submit
+	$(MAKE) --no-print-directory data/sim-demo-kaggle/test_set.csv
+	bash scripts/demo.sh
+
+.PHONY: report bench
+report: $(STAMP) ## write reports/<name>/index.html with figures of models, errors and light curves
+	$(KIT) report $(ARGS)
+bench: $(STAMP) ## time the LightGBM path on a large simulated test set (BENCH_ROWS) against the reference
+	$(KIT) bench $(ARGS) --rows $(BENCH_ROWS)
+
+# --- quality -----------------------------------------------------------------------------------------
+.PHONY: test lint clean clean-models
+test: $(STAMP) ## run the test suite
+	$(PY) -m pytest
+lint: $(STAMP) ## ruff
+	$(PY) -m ruff check kit tests
+clean-models: ## remove models/<name> (fold assignment included)
+	rm -rf $(MODELS)
+clean: ## remove build/, models/, reports/ and generated submissions (keeps data/ and .venv)
+	rm -rf build models reports submissions/*.csv.gz

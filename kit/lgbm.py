@@ -1,0 +1,163 @@
+"""The LightGBM baseline: one multiclass booster per fold, trained on the competition's weighted loss.
+
+Sample weights w_class / N_class make LightGBM's multi_logloss objective the competition metric;
+early stopping watches the metric itself (:func:`kit.metric.lgbm_eval`) on the validation fold.
+Artefacts in ``models/<name>/lgbm/``: ``fold<k>.txt`` (LightGBM's native text format),
+``features.json`` (the column order), ``importance.csv``, ``oof.parquet``, ``score.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from kit import class99, data, metric, survey
+from kit.config import Config
+from kit.errors import InputError
+from kit.files import atomic_path, read_json, save_proba, write_json
+from kit.folds import load_or_make_folds
+
+log = logging.getLogger(__name__)
+MODEL = "lgbm"
+
+
+@dataclass(frozen=True)
+class LGBMSettings:
+    """Booster settings (the well-tried public-kernel values, shallow trees against overfitting)."""
+
+    learning_rate: float = 0.03
+    max_depth: int = 3
+    num_leaves: int = 7
+    min_child_weight: float = 10.0
+    subsample: float = 0.9
+    subsample_freq: int = 1
+    colsample_bytree: float = 0.5
+    reg_alpha: float = 0.01
+    reg_lambda: float = 0.01
+    min_split_gain: float = 0.01
+    max_rounds: int = 2000
+    early_stopping: int = 50
+
+    def params(self, seed: int, threads: int) -> dict:
+        p = asdict(self)
+        for key in ("max_rounds", "early_stopping"):
+            p.pop(key)
+        return p | {
+            "objective": "multiclass",
+            "num_class": len(survey.CLASSES),
+            "metric": "None",  # the competition metric comes in through feval
+            "seed": seed,
+            "num_threads": threads,
+            "verbosity": -1,
+        }
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    """Every column but the id and the label."""
+    return [c for c in frame.columns if c not in (survey.OBJECT_ID, survey.TARGET)]
+
+
+def load_train_features(config: Config) -> pd.DataFrame:
+    path = config.features_path("train")
+    if not path.exists():
+        raise InputError(f"{path}: training features not built yet. Run `make features` first.")
+    frame = pd.read_parquet(path)
+    if survey.TARGET not in frame:
+        raise InputError(f"{path}: no '{survey.TARGET}' column; rebuild the training features (make features).")
+    return frame
+
+
+def class_index(y: np.ndarray) -> np.ndarray:
+    """Position of each label in survey.CLASSES (LightGBM's class ids)."""
+    return np.searchsorted(np.asarray(survey.CLASSES), y)
+
+
+def train(config: Config, settings: LGBMSettings = LGBMSettings()) -> dict:
+    """Train the fold models, save them with the OOF predictions; return the score summary."""
+    frame = load_train_features(config)
+    ids = frame[survey.OBJECT_ID].to_numpy()
+    y = data.labels(frame, config.features_path("train"))
+    folds = load_or_make_folds(config, ids, y)
+    columns = feature_columns(frame)
+    x = frame[columns].to_numpy(np.float32)
+    weights = metric.sample_weights(y)
+    galactic = survey.is_galactic(frame["hostgal_photoz"].to_numpy())
+    out = config.model_dir(MODEL)
+    out.mkdir(parents=True, exist_ok=True)
+
+    oof = np.zeros((len(y), len(survey.CLASSES)))
+    importance = pd.DataFrame({"feature": columns, "gain": 0.0, "split": 0.0})
+    fold_scores, rounds = [], []
+    started = time.perf_counter()
+    for k in range(int(folds.max()) + 1):
+        tr, va = folds != k, folds == k
+        booster = lgb.train(
+            settings.params(config.seed + k, config.workers),
+            lgb.Dataset(x[tr], class_index(y[tr]), weight=weights[tr], feature_name=columns),
+            num_boost_round=settings.max_rounds,
+            valid_sets=[lgb.Dataset(x[va], class_index(y[va]), weight=weights[va], feature_name=columns)],
+            feval=metric.lgbm_eval,
+            callbacks=[lgb.early_stopping(settings.early_stopping, verbose=False)],
+        )
+        oof[va] = booster.predict(x[va], num_iteration=booster.best_iteration)
+        fold_scores.append(metric.weighted_log_loss(y[va], oof[va]))
+        rounds.append(booster.best_iteration)
+        log.info("lgbm fold %d: %d rounds, weighted log loss %.4f", k, booster.best_iteration, fold_scores[-1])
+        with atomic_path(out / f"fold{k}.txt") as tmp:
+            booster.save_model(str(tmp), num_iteration=booster.best_iteration)
+        importance["gain"] += booster.feature_importance("gain") / (folds.max() + 1)
+        importance["split"] += booster.feature_importance("split") / (folds.max() + 1)
+
+    oof = class99.mask_by_group(oof, galactic)
+    summary = {
+        "model": MODEL,
+        "oof": metric.weighted_log_loss(y, oof),
+        "oof_per_class": {str(c): v for c, v in metric.per_class_log_loss(y, oof).items()},
+        "folds": fold_scores,
+        "rounds": rounds,
+        "class_prior_oof": metric.weighted_log_loss(y, class99.mask_by_group(metric.class_prior_proba(y, len(y)), galactic)),
+        "seconds": time.perf_counter() - started,
+        "n_features": len(columns),
+        "settings": asdict(settings),
+    }
+    save_proba(config.oof_path(MODEL), ids, oof)
+    write_json(out / "features.json", columns)
+    with atomic_path(out / "importance.csv") as tmp:
+        importance.sort_values("gain", ascending=False).to_csv(tmp, index=False)
+    write_json(config.score_path(MODEL), summary)
+    return summary
+
+
+def load_models(config: Config) -> tuple[list[lgb.Booster], list[str]]:
+    """The saved fold boosters and their feature columns."""
+    out = config.model_dir(MODEL)
+    paths = sorted(out.glob("fold*.txt"))
+    if not paths:
+        raise InputError(f"{out}: no LightGBM models. Run `make train-lgbm` first.")
+    return [lgb.Booster(model_file=str(p)) for p in paths], read_json(out / "features.json")
+
+
+def predict_proba(boosters: list[lgb.Booster], x: np.ndarray) -> np.ndarray:
+    """Mean of the fold models' probabilities, (n, 14)."""
+    return np.mean([b.predict(x) for b in boosters], axis=0)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--learning-rate", type=float, default=LGBMSettings.learning_rate)
+    parser.add_argument("--max-rounds", type=int, default=LGBMSettings.max_rounds)
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    summary = train(config, LGBMSettings(learning_rate=args.learning_rate, max_rounds=args.max_rounds))
+    print(
+        f"LightGBM OOF weighted log loss {summary['oof']:.4f} "
+        f"(class prior {summary['class_prior_oof']:.4f}; folds {', '.join(f'{s:.3f}' for s in summary['folds'])}) "
+        f"in {summary['seconds']:.0f} s"
+    )
+    return 0

@@ -1,0 +1,73 @@
+"""Predict the test set with a trained model: probabilities of the 14 classes, masked by group.
+
+Galactic objects get zero probability for extragalactic classes and vice versa; class 99 is added
+later, when the submission is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from kit import class99, survey
+from kit.config import Config
+from kit.errors import InputError
+from kit.files import save_proba
+
+log = logging.getLogger(__name__)
+BATCH_ROWS = 200_000
+
+
+def predict_lgbm(config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Stream the test features through the LightGBM fold models, in batches of rows."""
+    from kit import lgbm
+
+    path = config.features_path("test")
+    if not path.exists():
+        raise InputError(f"{path}: test features not built yet. Run `make features` first.")
+    boosters, columns = lgbm.load_models(config)
+    table = pq.ParquetFile(path)
+    wanted = list(dict.fromkeys([survey.OBJECT_ID, "hostgal_photoz", *columns]))
+    missing = [c for c in wanted if c not in table.schema_arrow.names]
+    if missing:
+        raise InputError(f"{path}: lacks feature columns {missing[:5]} the models were trained on; rerun make features.")
+    ids, probas = [], []
+    with tqdm(total=table.metadata.num_rows, desc="predict lgbm", unit="obj", unit_scale=True) as bar:
+        for batch in table.iter_batches(batch_size=BATCH_ROWS, columns=wanted):
+            frame = batch.to_pandas()
+            proba = lgbm.predict_proba(boosters, frame[columns].to_numpy(np.float32))
+            probas.append(class99.mask_by_group(proba, survey.is_galactic(frame["hostgal_photoz"].to_numpy())))
+            ids.append(frame[survey.OBJECT_ID].to_numpy())
+            bar.update(len(frame))
+    return np.concatenate(ids), np.concatenate(probas)
+
+
+def predict(config: Config, model: str) -> tuple[np.ndarray, np.ndarray]:
+    """Predict and save ``model``'s test probabilities at ``config.test_pred_path(model)``."""
+    started = time.perf_counter()
+    if model == "lgbm":
+        ids, proba = predict_lgbm(config)
+        save_proba(config.test_pred_path(model), ids, proba)
+    elif model == "lstm":
+        from kit import lstm
+
+        ids, proba = lstm.predict_test(config)
+    else:
+        raise InputError(f"unknown model '{model}': choose lgbm or lstm")
+    log.info("predicted %d test objects with %s in %.1f s", len(ids), model, time.perf_counter() - started)
+    return ids, proba
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="lgbm", choices=["lgbm", "lstm"])
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    ids, _ = predict(config, args.model)
+    print(f"{config.test_pred_path(args.model)}: {len(ids):,} test objects")
+    return 0
