@@ -22,16 +22,22 @@ MODEL ?= $(if $(wildcard $(MODELS)/lstm/oof.parquet),blend,lgbm)
 LSTM_ARGS ?=
 BENCH_ROWS ?= 20000000
 
+BUILD_ROOT ?= build
+MODELS_ROOT ?= models
+SUBMISSIONS ?= submissions
+REPORTS_ROOT ?= reports
+
 NAME := $(notdir $(abspath $(DATA)))
-BUILD := build/$(NAME)
-MODELS := models/$(NAME)
-ARGS := --data $(DATA) --workers $(WORKERS) --seed $(SEED) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+BUILD := $(BUILD_ROOT)/$(NAME)
+MODELS := $(MODELS_ROOT)/$(NAME)
+ARGS := --data $(DATA) --workers $(WORKERS) --seed $(SEED) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) \
+	--build-root $(BUILD_ROOT) --models-root $(MODELS_ROOT) --submissions-dir $(SUBMISSIONS) --reports-root $(REPORTS_ROOT)
 KIT := $(PY) -m kit
 src = $(firstword $(wildcard $(DATA)/$(1) $(DATA)/$(1).gz) $(DATA)/$(1))
 TRAIN_FILES := $(call src,training_set.csv) $(call src,training_set_metadata.csv)
 TEST_FILES := $(call src,test_set.csv) $(call src,test_set_metadata.csv)
 KIT_SOURCES := $(shell find kit -name '*.py' 2>/dev/null)
-SUBMISSION := submissions/$(NAME)-$(MODEL).csv.gz
+SUBMISSION := $(SUBMISSIONS)/$(NAME)-$(MODEL).csv.gz
 
 # --- demo: a simulated competition served by the local stand-in Kaggle server ---------------------
 DEMO_SOURCE := data/sim-demo-kaggle
