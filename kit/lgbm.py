@@ -115,13 +115,14 @@ def train(config: Config, settings: LGBMSettings = LGBMSettings()) -> dict:
         importance["split"] += booster.feature_importance("split") / (folds.max() + 1)
 
     oof = class99.mask_by_group(oof, galactic)
+    prior = class99.mask_by_group(metric.class_prior_proba(y, len(y)), galactic)
     summary = {
         "model": MODEL,
         "oof": metric.weighted_log_loss(y, oof),
         "oof_per_class": {str(c): v for c, v in metric.per_class_log_loss(y, oof).items()},
         "folds": fold_scores,
         "rounds": rounds,
-        "class_prior_oof": metric.weighted_log_loss(y, class99.mask_by_group(metric.class_prior_proba(y, len(y)), galactic)),
+        "class_prior_oof": metric.weighted_log_loss(y, prior),
         "seconds": time.perf_counter() - started,
         "n_features": len(columns),
         "settings": asdict(settings),

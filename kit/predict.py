@@ -35,7 +35,7 @@ def predict_lgbm(config: Config) -> tuple[np.ndarray, np.ndarray]:
     wanted = list(dict.fromkeys([survey.OBJECT_ID, "hostgal_photoz", *columns]))
     missing = [c for c in wanted if c not in table.schema_arrow.names]
     if missing:
-        raise InputError(f"{path}: lacks feature columns {missing[:5]} the models were trained on; rerun make features.")
+        raise InputError(f"{path}: lacks the model's feature columns {missing[:5]}; rerun make features.")
     ids, probas = [], []
     with tqdm(total=table.metadata.num_rows, desc="predict lgbm", unit="obj", unit_scale=True) as bar:
         for batch in table.iter_batches(batch_size=BATCH_ROWS, columns=wanted):
