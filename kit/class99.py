@@ -63,7 +63,7 @@ def add_class99(
     galactic : (n,) bool array
         Galactic flag of each object.
     scale_galactic, scale_extragalactic : float
-        Mean un-normalised class-99 score given to each group's objects (e.g. 0.014 and 0.14).
+        Mean class-99 probability given to each group's objects (e.g. 0.014 and 0.14).
 
     Returns
     -------
