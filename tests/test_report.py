@@ -203,3 +203,14 @@ def test_read_lightcurves_streams_whole_objects(full_config: Config) -> None:
     lc = read_lightcurves(full_config.test_lightcurves, [1003, 1007], chunk_rows=7, contiguous=True)
     assert sorted(lc["object_id"].unique()) == [1003, 1007]
     assert len(lc) == 2 * 18
+
+
+def test_commands_through_the_cli(full_config: Config, capsys: pytest.CaptureFixture) -> None:
+    from kit.cli import main
+
+    common = ["--data", str(full_config.data_dir), "--models-root", str(full_config.models_root),
+              "--submissions-dir", str(full_config.submissions_dir), "--reports-root", str(full_config.reports_root)]
+    assert main(["plot-object", "31337", *common]) == 2
+    assert "object 31337 was found in neither" in capsys.readouterr().err
+    assert main(["report", "--worst", "2", *common]) == 0
+    assert (Path(full_config.reports_dir) / "index.html").exists()

@@ -7,6 +7,7 @@ a section whose inputs are missing or unreadable becomes a one-line skip note, n
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,6 +279,12 @@ def _section_gallery(page, config: Config, oofs: list[OOF], worst: int) -> None:
 
 
 def _read_submission(path: Path) -> pd.DataFrame:
+    """A submission indexed by object_id; read once per report (the real one holds 3.5 million rows)."""
+    return _read_submission_cached(Path(path), Path(path).stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1)
+def _read_submission_cached(path: Path, mtime_ns: int) -> pd.DataFrame:
     frame = pd.read_csv(path)
     missing = set(survey.SUBMISSION_COLUMNS) - set(frame.columns)
     if missing:
@@ -431,6 +438,7 @@ def write_report(config: Config, worst: int = 12, top_features: int = 30) -> Pat
         except (OSError, ValueError, KeyError, TypeError) as err:  # an unreadable input skips its section
             log.warning("report section skipped: %s", err)
             page.note(f"unreadable input: {err}")
+    _read_submission_cached.cache_clear()
     path = page.write()
     log.info("report: %d figures, %d skip notes -> %s", len(page.figures), len(page.notes), path)
     return path

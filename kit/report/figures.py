@@ -57,7 +57,8 @@ def confusion_matrix(
                 ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if norm[i, j] > 0.5 else "black")
     ax.set_xticks(range(k), _labels(classes), rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(k), _labels(classes), fontsize=8)
+    ax.set_yticks(range(k), [f"{lab}, n={int(n)}" for lab, n in zip(_labels(classes), rows[:, 0], strict=True)],
+                  fontsize=8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
