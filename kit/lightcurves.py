@@ -1,0 +1,345 @@
+"""Reading Kaggle light-curve CSVs (``.csv`` or ``.csv.gz``) fast, with compact dtypes.
+
+The file is read in raw byte blocks cut at line ends and each block is parsed by pyarrow, so the
+row number of every block is known and a bad value can be reported by line. Three ways in:
+
+- :func:`read_lightcurves`: the whole file as one frame (training set);
+- :func:`iter_object_chunks`: whole-object chunks of about ``chunk_rows`` rows, memory bounded by
+  the chunk size whatever the file size (test set, streamed);
+- :func:`object_byte_ranges` + :func:`read_byte_range`: byte ranges of an uncompressed file that
+  start at object boundaries, so that workers can read their own share (parallel featurisation).
+
+Line numbers in messages count the header as line 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from kit import survey
+from kit.data import check_columns
+from kit.errors import InputError
+
+#: Bytes per row of Kaggle's light-curve CSVs (19.3 GB / 453.6 M rows), to turn rows into bytes.
+BYTES_PER_ROW = 42
+#: Smallest raw block read at once (the header and a few rows must fit).
+MIN_BLOCK_BYTES = 4096
+#: Largest raw block read at once when a whole file is read.
+MAX_BLOCK_BYTES = 64 * 2**20
+#: File line number of the first data row (the header is line 1).
+_FIRST_DATA_LINE = 2
+_ARROW_TYPES: dict[str, pa.DataType] = {c: pa.from_numpy_dtype(t) for c, t in survey.LIGHTCURVE_DTYPES.items()}
+_INT_COLUMNS = {c for c, t in survey.LIGHTCURVE_DTYPES.items() if t.kind == "i"}
+
+
+# --- header and files ------------------------------------------------------------------------
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise InputError(
+            f"{path}: light-curve file not found. Run `make download` (Kaggle) or `make simulate`, "
+            "or point DATA= at a competition folder."
+        )
+
+
+def is_compressed(path: Path) -> bool:
+    """True for ``.gz`` files (they can be streamed but not split into byte ranges)."""
+    return Path(path).suffix == ".gz"
+
+
+def read_header(path: Path) -> tuple[list[str], int]:
+    """The column names of the file and the byte length of its header line (newline included).
+
+    Raises
+    ------
+    InputError
+        When the file is missing or a light-curve column is missing or misspelled.
+    """
+    path = Path(path)
+    _check_exists(path)
+    with pa.input_stream(str(path), compression="detect") as stream:
+        head = stream.read(MIN_BLOCK_BYTES)
+        while b"\n" not in head:
+            more = stream.read(MIN_BLOCK_BYTES)
+            if not more:
+                break
+            head += more
+    line = head.split(b"\n", 1)[0]
+    columns = [c.strip() for c in line.decode("utf-8", errors="replace").rstrip("\r").split(",")]
+    check_columns(path, columns, survey.LIGHTCURVE_COLUMNS)
+    return columns, len(line) + 1
+
+
+# --- parsing one block ---------------------------------------------------------------------
+def _parse_block(data: bytes, columns: list[str], path: Path, first_line: int, at_eof: bool) -> pd.DataFrame:
+    """Parse complete CSV lines (no header) into a frame of ``survey.LIGHTCURVE_DTYPES``.
+
+    ``first_line`` is the file line number of the block's first line, for messages.
+    """
+    if not data.strip():
+        return _empty_frame()
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(column_names=columns, use_threads=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: _ARROW_TYPES[c] for c in survey.LIGHTCURVE_COLUMNS},
+                include_columns=list(survey.LIGHTCURVE_COLUMNS),
+            ),
+        )
+    except pa.ArrowInvalid:
+        raise InputError(_locate_bad_line(data, columns, path, first_line, at_eof)) from None
+    if any(table.column(c).null_count for c in survey.LIGHTCURVE_COLUMNS):
+        raise InputError(_locate_bad_line(data, columns, path, first_line, at_eof))
+    return table.to_pandas()
+
+
+def _empty_frame() -> pd.DataFrame:
+    return pd.DataFrame({c: np.empty(0, dtype=t) for c, t in survey.LIGHTCURVE_DTYPES.items()})
+
+
+def _locate_bad_line(data: bytes, columns: list[str], path: Path, first_line: int, at_eof: bool) -> str:
+    """Describe the first line of ``data`` that does not parse (error path only: pure Python)."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    last = len(lines) - 1
+    for i, raw in enumerate(lines):
+        fields = raw.decode("utf-8", errors="replace").rstrip("\r").split(",")
+        problem = _line_problem(fields, columns)
+        if problem is None:
+            continue
+        line_no = first_line + i
+        if i == last and at_eof and not data.endswith(b"\n"):
+            return (
+                f"{path}: line {line_no} is cut mid-row ({problem}): the file ends in the middle of a row, "
+                "so the download is probably incomplete. Download the file again."
+            )
+        return f"{path}: line {line_no}: {problem}. Fix the line or download the file again."
+    return f"{path}: a value near line {first_line} does not fit its column's type. Download the file again."
+
+
+def _line_problem(fields: list[str], columns: list[str]) -> str | None:
+    if len(fields) != len(columns):
+        return f"expected {len(columns)} values, found {len(fields)}"
+    for name, value in zip(columns, fields, strict=True):
+        if name not in survey.LIGHTCURVE_DTYPES:
+            continue
+        if value.strip() == "":
+            return f"column '{name}' is empty"
+        try:
+            int(value) if name in _INT_COLUMNS else float(value)
+        except ValueError:
+            return f"column '{name}': '{value}' is not a number"
+    return None
+
+
+# --- contiguity -----------------------------------------------------------------------------
+def _run_starts(ids: np.ndarray) -> np.ndarray:
+    """Positions where a new run of equal object_id begins."""
+    if ids.size == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.concatenate(([0], np.flatnonzero(ids[1:] != ids[:-1]) + 1))
+
+
+def check_contiguous(ids: np.ndarray, path: Path, first_line: int, seen: np.ndarray | None = None) -> None:
+    """Raise :class:`InputError` if an object's rows are split, within ``ids`` or against ``seen``.
+
+    ``seen`` holds the sorted ids of earlier chunks; ``first_line`` is the file line of ``ids[0]``.
+    """
+    starts = _run_starts(ids)
+    run_ids = ids[starts]
+    unique = np.unique(run_ids)
+    if unique.size != run_ids.size:
+        order = np.argsort(run_ids, kind="stable")
+        dup = np.flatnonzero(run_ids[order][1:] == run_ids[order][:-1])
+        again = order[dup + 1]
+        oid = int(run_ids[again[0]])
+        first_run = int(order[dup[0]])
+        raise InputError(
+            f"{path}: the rows of object {oid} are not contiguous: seen at line {first_line + starts[first_run]}, "
+            f"then again at line {first_line + starts[again[0]]} after other objects "
+            f"({len(again)} object(s) affected, e.g. {run_ids[again[:5]].tolist()}). "
+            "The kit streams objects in file order; sort the file by object_id (keeping each object's rows together)."
+        )
+    if seen is None or seen.size == 0:
+        return
+    pos = np.searchsorted(seen, run_ids).clip(max=seen.size - 1)
+    repeated = seen[pos] == run_ids
+    if repeated.any():
+        i = int(np.flatnonzero(repeated)[0])
+        raise InputError(
+            f"{path}: the rows of object {int(run_ids[i])} are not contiguous: it appears again at line "
+            f"{first_line + starts[i]} after other objects ({int(repeated.sum())} object(s) affected, e.g. "
+            f"{run_ids[repeated][:5].tolist()}). Sort the file by object_id (keeping each object's rows together)."
+        )
+
+
+# --- reading --------------------------------------------------------------------------------
+def _iter_blocks(path: Path, block_bytes: int) -> Iterator[tuple[int, pd.DataFrame]]:
+    """Yield ``(first_line, frame)`` for raw blocks of about ``block_bytes`` cut at line ends."""
+    columns, _ = read_header(path)
+    block_bytes = max(int(block_bytes), MIN_BLOCK_BYTES)
+    line = _FIRST_DATA_LINE
+    with pa.input_stream(str(path), compression="detect") as stream:
+        rest = b""
+        header_done = False
+        while True:
+            chunk = stream.read(block_bytes)
+            at_eof = not chunk
+            buf = rest + chunk
+            if not header_done:
+                cut = buf.find(b"\n")
+                if cut < 0 and not at_eof:
+                    rest = buf
+                    continue
+                buf = buf[cut + 1 :] if cut >= 0 else b""
+                header_done = True
+            if at_eof:
+                data, rest = buf, b""
+            else:
+                cut = buf.rfind(b"\n")
+                if cut < 0:
+                    rest = buf
+                    continue
+                data, rest = buf[: cut + 1], buf[cut + 1 :]
+            if data:
+                frame = _parse_block(data, columns, path, line, at_eof)
+                yield line, frame
+                line += len(frame)
+            if at_eof:
+                return
+
+
+def read_lightcurves(path: Path) -> pd.DataFrame:
+    """Read a whole light-curve CSV (``.csv`` or ``.csv.gz``).
+
+    Parameters
+    ----------
+    path
+        Kaggle-format file with the columns of ``survey.LIGHTCURVE_COLUMNS``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per observation, in file order, with ``survey.LIGHTCURVE_DTYPES``.
+
+    Raises
+    ------
+    InputError
+        Missing file, bad header, unparsable or truncated line, or an object whose rows are split.
+    """
+    path = Path(path)
+    frames = [frame for _, frame in _iter_blocks(path, MAX_BLOCK_BYTES)]
+    if not frames:
+        return _empty_frame()
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    check_contiguous(frame[survey.OBJECT_ID].to_numpy(), path, _FIRST_DATA_LINE)
+    return frame
+
+
+def iter_object_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Stream the file as chunks of whole objects of about ``chunk_rows`` rows.
+
+    The last (possibly incomplete) object of each block is carried over to the next chunk, so no
+    object is ever split. Memory stays bounded by the chunk size (plus one object).
+
+    Yields
+    ------
+    pandas.DataFrame
+        Consecutive rows of the file with ``survey.LIGHTCURVE_DTYPES`` and a fresh RangeIndex.
+    """
+    path = Path(path)
+    carry, carry_line = _empty_frame(), _FIRST_DATA_LINE
+    seen = np.empty(0, dtype=np.int64)
+    for line, frame in _iter_blocks(path, max(1, int(chunk_rows)) * BYTES_PER_ROW):
+        if len(carry):
+            frame, line = pd.concat([carry, frame], ignore_index=True), carry_line
+        ids = frame[survey.OBJECT_ID].to_numpy()
+        check_contiguous(ids, path, line, seen)
+        last_start = int(_run_starts(ids)[-1]) if len(ids) else 0
+        carry, carry_line = frame.iloc[last_start:].reset_index(drop=True), line + last_start
+        if last_start == 0:
+            continue
+        seen = np.union1d(seen, ids[:last_start])
+        yield frame.iloc[:last_start].reset_index(drop=True)
+    if len(carry):
+        yield carry
+
+
+def object_byte_ranges(path: Path, n_parts: int) -> list[tuple[int, int]]:
+    """Split an uncompressed CSV into about ``n_parts`` byte ranges that each start at an object.
+
+    Each boundary is found by seeking to an even share of the file, reading forward to the next line
+    and then forward until ``object_id`` changes. The ranges cover every data byte exactly once.
+
+    Returns
+    -------
+    list of (int, int)
+        ``(start, end)`` byte offsets, ``start`` of the first range just after the header.
+    """
+    path = Path(path)
+    if is_compressed(path):
+        raise InputError(f"{path}: a compressed file cannot be split into byte ranges; stream it instead or gunzip it.")
+    _, header_len = read_header(path)
+    size = path.stat().st_size
+    if size <= header_len:
+        return []
+    bounds = [header_len]
+    n_parts = max(1, int(n_parts))
+    with open(path, "rb") as f:
+        for k in range(1, n_parts):
+            target = header_len + (size - header_len) * k // n_parts
+            if target <= bounds[-1]:
+                continue
+            bounds.append(_next_object_start(f, target, size))
+    bounds.append(size)
+    bounds = sorted(set(bounds))
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=False) if b > a]
+
+
+def _next_object_start(f, target: int, size: int) -> int:
+    """Offset of the first line at or after the line following ``target`` whose object_id changes."""
+    f.seek(target - 1)
+    f.readline()  # finish the line in progress (target-1 so that a line starting at target is kept)
+    pos = f.tell()
+    line = f.readline()
+    if not line:
+        return size
+    first_id = line.split(b",", 1)[0]
+    while True:
+        pos = f.tell()
+        line = f.readline()
+        if not line or line.split(b",", 1)[0] != first_id:
+            return pos if line else size
+
+
+def read_byte_range(path: Path, start: int, end: int, use_threads: bool = False) -> pd.DataFrame:
+    """Read the rows of ``path`` between byte offsets ``start`` and ``end`` (from :func:`object_byte_ranges`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of whole objects with ``survey.LIGHTCURVE_DTYPES``.
+    """
+    path = Path(path)
+    columns, _ = read_header(path)
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    at_eof = end >= path.stat().st_size
+    try:
+        frame = _parse_block(data, columns, path, _FIRST_DATA_LINE, at_eof)
+        check_contiguous(frame[survey.OBJECT_ID].to_numpy(), path, _FIRST_DATA_LINE)
+    except InputError:
+        # Rare path: redo with the true line number of the range's start for the message.
+        with open(path, "rb") as f:
+            first_line = f.read(start).count(b"\n") + 1
+        frame = _parse_block(data, columns, path, first_line, at_eof)
+        check_contiguous(frame[survey.OBJECT_ID].to_numpy(), path, first_line)
+    return frame
