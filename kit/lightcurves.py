@@ -70,7 +70,7 @@ def read_header(path: Path) -> tuple[list[str], int]:
                 break
             head += more
     line = head.split(b"\n", 1)[0]
-    columns = [c.strip() for c in line.decode("utf-8", errors="replace").rstrip("\r").split(",")]
+    columns = [c.strip().strip('"') for c in line.decode("utf-8", errors="replace").rstrip("\r").split(",")]
     check_columns(path, columns, survey.LIGHTCURVE_COLUMNS)
     return columns, len(line) + 1
 

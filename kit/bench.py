@@ -1,0 +1,261 @@
+"""`python -m kit bench`: time featurisation of a large simulated test set, against the public kernel.
+
+A light-curve file of N rows (realistic size per row and rows per object, made fast with numpy,
+no physics) is generated once under ``bench/`` with matching metadata. The kit's parallel
+featurisation and the public kernel's reference (pandas ``read_csv`` in 5M-row chunks carrying
+the last object over, then ``groupby().agg`` of the seed feature set) are timed at N and 2N rows,
+with rows/s, objects/s and peak memory (this process and its children). The downstream stages
+(models, class 99, submission) need trained models and are not timed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from kit import survey
+from kit.config import Config
+from kit.files import atomic_path, write_json
+
+BENCH_DIR = Path("bench")
+DEFAULT_ROWS = 20_000_000
+REAL_TEST_ROWS = survey.REAL_ROW_COUNTS[survey.TEST_LIGHTCURVES]
+#: Rows per object: WFD median 129 (97..156), DDF about 350 (share of DDF objects about 1%).
+WFD_ROWS, WFD_SPREAD, WFD_LIMITS = 129, 15, (97, 156)
+DDF_ROWS, DDF_SHARE = 350, 0.01
+#: Passband shares of WFD observations (13, 11, 22, 20, 30, 33 per object).
+BAND_SHARES = np.array([13, 11, 22, 20, 30, 33]) / 129
+BAND_FLUX_ERR = np.array([10.1, 2.5, 3.6, 5.9, 13.1, 28.1])
+MJD_START, MJD_SPAN = 59580.0, 1090.0
+GALACTIC_SHARE = 0.3
+DETECTION_SNR = 5.0
+WRITE_BLOCK_OBJECTS = 20_000
+KERNEL_CHUNK_ROWS = 5_000_000
+RSS_POLL_S = 0.1
+_UNQUOTED = pacsv.WriteOptions(quoting_style="none", quoting_header="none")
+
+
+# --- synthetic files ---------------------------------------------------------------------------
+def _rows_per_object(rng: np.random.Generator, n: int) -> np.ndarray:
+    rows = np.clip(rng.normal(WFD_ROWS, WFD_SPREAD, n).round(), *WFD_LIMITS).astype(np.int64)
+    ddf = rng.random(n) < DDF_SHARE
+    rows[ddf] = DDF_ROWS
+    return rows
+
+
+def _block(rng: np.random.Generator, ids: np.ndarray, rows: np.ndarray) -> pa.Table:
+    n = int(rows.sum())
+    obj = np.repeat(np.arange(ids.size), rows)
+    offset = obj * 1e4  # sorting mjd + offset sorts the dates within each object
+    mjd = np.round(np.sort(MJD_START + rng.random(n) * MJD_SPAN + offset) - offset, 4)
+    band = rng.choice(survey.N_PASSBANDS, size=n, p=BAND_SHARES).astype(np.int8)
+    err = (BAND_FLUX_ERR[band] * rng.uniform(0.7, 1.3, n)).astype(np.float32)
+    amp = np.repeat(rng.lognormal(3, 1.5, ids.size), rows)
+    peak = np.repeat(MJD_START + rng.random(ids.size) * MJD_SPAN, rows)
+    signal = amp * np.exp(-0.5 * ((mjd - peak) / 30.0) ** 2)
+    flux = np.round(signal + rng.normal(0, 1, n) * err, 6).astype(np.float32)
+    detected = (np.abs(flux) / err > DETECTION_SNR).astype(np.int8)
+    return pa.table({
+        "object_id": pa.array(np.repeat(ids, rows).astype(np.int32)),
+        "mjd": mjd, "passband": band, "flux": flux, "flux_err": np.round(err, 6), "detected": detected,
+    })
+
+
+def write_synthetic(folder: Path, n_rows: int, seed: int = 0, metadata_extra: int = 0) -> tuple[Path, Path]:
+    """Write ``test_set.csv`` (about ``n_rows`` rows) and ``test_set_metadata.csv`` into ``folder``.
+
+    Parameters
+    ----------
+    folder
+        Output folder (created).
+    n_rows
+        Light-curve rows wanted; the last object makes it a little more.
+    seed
+        Random seed: the same seed gives the same files.
+    metadata_extra
+        Metadata rows of objects without light curves (to exercise the overlap warnings).
+
+    Returns
+    -------
+    (Path, Path)
+        The light-curve and metadata files.
+    """
+    folder = Path(folder)
+    rng = np.random.default_rng(seed)
+    lc_path, meta_path = folder / survey.TEST_LIGHTCURVES, folder / survey.TEST_METADATA
+    written, next_id, all_ids, all_ddf = 0, 13, [], []
+    with atomic_path(lc_path) as tmp:
+        writer = None
+        while written < n_rows:
+            rows = _rows_per_object(rng, WRITE_BLOCK_OBJECTS)
+            rows = rows[: int(np.searchsorted(np.cumsum(rows), n_rows - written)) + 1]
+            ids = next_id + np.arange(rows.size) * 3
+            next_id = int(ids[-1]) + 3
+            table = _block(rng, ids, rows)
+            writer = writer or pacsv.CSVWriter(str(tmp), table.schema, write_options=_UNQUOTED)
+            writer.write_table(table)
+            written += int(rows.sum())
+            all_ids.append(ids)
+            all_ddf.append(rows == DDF_ROWS)
+        if writer is not None:
+            writer.close()
+    ids = np.concatenate(all_ids + [next_id + 3 * np.arange(metadata_extra)])
+    ddf = np.concatenate(all_ddf + [np.zeros(metadata_extra, bool)])
+    galactic = rng.random(ids.size) < GALACTIC_SHARE
+    z = np.where(galactic, 0.0, rng.uniform(0.05, 1.5, ids.size)).round(4)
+    meta = pd.DataFrame({
+        "object_id": ids, "ra": rng.uniform(0, 360, ids.size).round(4), "decl": rng.uniform(-60, 5, ids.size).round(4),
+        "gal_l": rng.uniform(0, 360, ids.size).round(4), "gal_b": rng.uniform(-90, 90, ids.size).round(4),
+        "ddf": ddf.astype(int), "hostgal_specz": np.nan, "hostgal_photoz": z,
+        "hostgal_photoz_err": np.where(galactic, 0.0, 0.1 * z).round(4),
+        "distmod": np.where(galactic, np.nan, 5 * np.log10(np.maximum(z, 1e-3) * 4.3e9)).round(4),
+        "mwebv": rng.uniform(0, 0.3, ids.size).round(3),
+    })
+    with atomic_path(meta_path) as tmp:
+        meta.to_csv(tmp, index=False)
+    return lc_path, meta_path
+
+
+# --- measuring -----------------------------------------------------------------------------------
+class PeakRSS:
+    """Poll the resident memory of this process plus its children; ``peak`` in bytes."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _sample(self) -> int:
+        me = psutil.Process()
+        total = me.memory_info().rss
+        for child in me.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            self._stop.wait(RSS_POLL_S)
+
+    def __enter__(self) -> PeakRSS:
+        self.peak = self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._sample())
+
+
+def timed(stage: str, rows: int, fn: Callable[[], int]) -> dict:
+    """Run ``fn`` (returning the number of objects) and measure time and peak memory."""
+    with PeakRSS() as rss:
+        started = time.perf_counter()
+        objects = fn()
+        seconds = time.perf_counter() - started
+    return {
+        "stage": stage, "rows": rows, "objects": objects, "seconds": seconds,
+        "rows_per_s": rows / seconds, "objects_per_s": objects / seconds, "peak_rss_mb": rss.peak / 2**20,
+    }
+
+
+def kernel_reference(lc_path: Path) -> int:
+    """The public kernel's featurisation: chunked ``read_csv``, last object carried over, groupby-agg."""
+    aggs = {
+        "mjd": ["min", "max", "size"],
+        "passband": ["min", "max", "mean", "median", "std"],
+        "flux": ["min", "max", "mean", "median", "std", "skew"],
+        "flux_err": ["min", "max", "mean", "median", "std", "skew"],
+        "detected": ["mean"],
+        "flux_ratio_sq": ["sum", "skew"],
+        "flux_by_flux_ratio_sq": ["sum", "skew"],
+    }
+    n_objects, remain = 0, None
+    for chunk in pd.read_csv(lc_path, chunksize=KERNEL_CHUNK_ROWS):
+        last = chunk["object_id"].iloc[-1]
+        if remain is not None:
+            chunk = pd.concat([remain, chunk], ignore_index=True)
+        remain = chunk[chunk["object_id"] == last]
+        n_objects += _kernel_agg(chunk[chunk["object_id"] != last], aggs)
+    if remain is not None:
+        n_objects += _kernel_agg(remain, aggs)
+    return n_objects
+
+
+def _kernel_agg(df: pd.DataFrame, aggs: dict) -> int:
+    df = df.assign(flux_ratio_sq=np.power(df["flux"] / df["flux_err"], 2.0))
+    df = df.assign(flux_by_flux_ratio_sq=df["flux"] * df["flux_ratio_sq"])
+    return len(df.groupby("object_id").agg(aggs))
+
+
+def bench_rows(n_rows: int, config: Config, bench_dir: Path) -> list[dict]:
+    """Generate (once) and time one file of ``n_rows`` rows."""
+    from kit import featurize
+
+    folder = bench_dir / f"rows-{n_rows}"
+    lc_path = folder / survey.TEST_LIGHTCURVES
+    if not lc_path.exists() or not (folder / survey.TEST_METADATA).exists():
+        write_synthetic(folder, n_rows)
+    cfg = config.with_(data_dir=folder, build_root=bench_dir / "build")
+    out = cfg.features_path("test")
+
+    def kit_features() -> int:
+        featurize.build_test(cfg, force=True)
+        return int(pd.read_parquet(out, columns=[survey.OBJECT_ID]).shape[0])
+
+    kit = timed(f"kit features ({cfg.workers} workers)", 0, kit_features)
+    actual_rows = int(pd.read_parquet(out, columns=["n_obs"])["n_obs"].sum())
+    kernel = timed("public kernel (pandas)", actual_rows, lambda: kernel_reference(lc_path))
+    for r in (kit, kernel):
+        r["rows"] = actual_rows
+        r["rows_per_s"] = actual_rows / r["seconds"]
+        r["bytes"] = lc_path.stat().st_size
+    kit["speedup_vs_kernel"] = kernel["seconds"] / kit["seconds"]
+    return [kit, kernel]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `python -m kit bench`."""
+    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rows of the simulated test set")
+    parser.add_argument("--skip-2n", action="store_true", help="time only N rows, not also 2N")
+    parser.add_argument("--bench-dir", type=Path, default=BENCH_DIR, help="where files and results go")
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    """Generate, time, print a table and write ``bench/results.json``."""
+    sizes = [args.rows] if args.skip_2n else [args.rows, 2 * args.rows]
+    results = [r for n in sizes for r in bench_rows(n, config, args.bench_dir)]
+    kit_runs = [r for r in results if r["stage"].startswith("kit")]
+    per_row = kit_runs[-1]["seconds"] / kit_runs[-1]["rows"]
+    summary = {
+        "results": results,
+        "extrapolated_full_test_s": per_row * REAL_TEST_ROWS,
+        "real_test_rows": REAL_TEST_ROWS,
+        "not_timed": "models, class 99 and submission need trained models: time them with `make` on real data",
+    }
+    print(f"{'stage':32} {'rows':>12} {'s':>8} {'rows/s':>12} {'obj/s':>10} {'peak MB':>9} {'speed-up':>8}")
+    for r in results:
+        speed = f"{r['speedup_vs_kernel']:.1f}x" if "speedup_vs_kernel" in r else ""
+        print(
+            f"{r['stage']:32} {r['rows']:>12,} {r['seconds']:>8.2f} {r['rows_per_s']:>12,.0f} "
+            f"{r['objects_per_s']:>10,.0f} {r['peak_rss_mb']:>9,.0f} {speed:>8}"
+        )
+    minutes = summary["extrapolated_full_test_s"] / 60
+    print(f"extrapolated kit featurisation of {REAL_TEST_ROWS:,} rows: {minutes:.1f} min")
+    print("not timed: " + summary["not_timed"])
+    write_json(args.bench_dir / "results.json", json.loads(json.dumps(summary, default=float)))
+    return 0

@@ -1,0 +1,250 @@
+"""The `features` stage: aggregate features of the training and test light curves.
+
+Training features are built in one go (the file is small) and keep the label in ``target``.
+Test features are built part by part, each part a run of whole objects written atomically under
+``build/<name>/features_test.parts/``, so an interrupted run resumes where it stopped. Parts are
+byte ranges that workers read themselves (uncompressed CSV) or streamed chunks (``.csv.gz``); they
+run on local processes or on a Dask cluster (``--scheduler``) and the result is the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import math
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from kit import data, lightcurves, parallel, survey
+from kit.config import Config
+from kit.errors import InputError
+from kit.features import build_features
+from kit.files import atomic_path, is_fresh, read_json, write_json, write_parquet
+
+log = logging.getLogger(__name__)
+PARTS_SUFFIX = ".parts"
+MANIFEST = "manifest.json"
+#: Examples of unmatched object ids shown in warnings.
+N_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class PartTask:
+    """One part of the test features: a byte range of the CSV, or an already read chunk."""
+
+    index: int
+    lightcurves: str
+    metadata: str
+    out: str
+    start: int = 0
+    end: int = 0
+    frame: pd.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class PartResult:
+    index: int
+    rows: int
+    objects: int
+
+
+def part_path(parts_dir: Path, index: int) -> Path:
+    return Path(parts_dir) / f"part-{index:05d}.parquet"
+
+
+@functools.lru_cache(maxsize=2)
+def _metadata(path: str, mtime_ns: int) -> pd.DataFrame:
+    """Test metadata, read once per worker process (keyed by modification time)."""
+    return data.read_metadata(Path(path))
+
+
+def featurize_part(task: PartTask) -> PartResult:
+    """Read one part, build its features and write them atomically (runs in a worker)."""
+    if task.frame is not None:
+        lc = task.frame
+    else:
+        lc = lightcurves.read_byte_range(Path(task.lightcurves), task.start, task.end)
+    meta = _metadata(task.metadata, Path(task.metadata).stat().st_mtime_ns)
+    feats = build_features(lc, meta)
+    write_parquet(Path(task.out), feats.reset_index())
+    return PartResult(task.index, len(lc), len(feats))
+
+
+# --- training ------------------------------------------------------------------------------
+def build_train(config: Config, force: bool = False) -> Path:
+    """Write ``config.features_path('train')``: features + ``target`` of every training object."""
+    out = config.features_path("train")
+    inputs = [config.train_lightcurves, config.train_metadata]
+    if not force and is_fresh([out], inputs):
+        log.info("%s is up to date", out)
+        return out
+    meta = data.read_metadata(config.train_metadata, require_target=True)
+    data.labels(meta, config.train_metadata)
+    lc = lightcurves.read_lightcurves(config.train_lightcurves)
+    feats = build_features(lc, meta)
+    meta_ids = meta[survey.OBJECT_ID].to_numpy()
+    check_overlap(feats.index.to_numpy(), meta_ids, config.train_lightcurves, config.train_metadata)
+    target = meta.set_index(survey.OBJECT_ID)[survey.TARGET]
+    feats = feats.loc[feats.index.isin(target.index)]
+    feats[survey.TARGET] = target.reindex(feats.index).to_numpy().astype(survey.METADATA_DTYPES[survey.TARGET])
+    write_parquet(out, feats.reset_index())
+    log.info("wrote %s: %d objects, %d features", out, len(feats), feats.shape[1] - 1)
+    return out
+
+
+def check_overlap(lc_ids: np.ndarray, meta_ids: np.ndarray, lc_path: Path, meta_path: Path) -> None:
+    """Warn about objects present on one side only; raise if no object is on both sides."""
+    only_lc = np.setdiff1d(lc_ids, meta_ids)
+    only_meta = np.setdiff1d(meta_ids, lc_ids)
+    if len(lc_ids) and len(only_lc) == len(np.unique(lc_ids)):
+        raise InputError(
+            f"{lc_path} and {meta_path} share no object_id (e.g. light curves of {only_lc[:N_EXAMPLES].tolist()}, "
+            f"metadata of {meta_ids[:N_EXAMPLES].tolist()}): are they from the same competition folder?"
+        )
+    if only_lc.size:
+        log.warning(
+            "%d object(s) of %s are absent from %s (e.g. %s): their metadata features are NaN",
+            only_lc.size, lc_path, meta_path, only_lc[:N_EXAMPLES].tolist(),
+        )
+    if only_meta.size:
+        log.warning(
+            "%d object(s) of %s have no light-curve rows in %s (e.g. %s): they get no features",
+            only_meta.size, meta_path, lc_path, only_meta[:N_EXAMPLES].tolist(),
+        )
+
+
+# --- test ------------------------------------------------------------------------------------
+def _manifest(config: Config, ranges: list[tuple[int, int]] | None) -> dict:
+    def stamp(p: Path) -> dict:
+        s = p.stat()
+        return {"path": str(p.resolve()), "size": s.st_size, "mtime_ns": s.st_mtime_ns}
+
+    return {
+        "lightcurves": stamp(config.test_lightcurves),
+        "metadata": stamp(config.test_metadata),
+        "ranges": [list(r) for r in ranges] if ranges is not None else None,
+        "chunk_rows": config.chunk_rows,
+    }
+
+
+def _prepare_parts_dir(parts_dir: Path, manifest: dict, force: bool) -> None:
+    """Keep finished parts only when they were made from the same inputs and split."""
+    path = parts_dir / MANIFEST
+    if parts_dir.exists() and (force or not path.exists() or read_json(path) != manifest):
+        if any(parts_dir.glob("part-*.parquet")):
+            log.info("discarding stale parts in %s (inputs or split changed)", parts_dir)
+        shutil.rmtree(parts_dir)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        write_json(path, manifest)
+
+
+def _test_tasks(config: Config, parts_dir: Path, ranges, skipped: list[int]):
+    common = {"lightcurves": str(config.test_lightcurves), "metadata": str(config.test_metadata)}
+    inputs = [config.test_lightcurves, config.test_metadata]
+    if ranges is not None:
+        for i, (start, end) in enumerate(ranges):
+            out = part_path(parts_dir, i)
+            if is_fresh([out], inputs):
+                skipped.append(i)
+                continue
+            yield PartTask(i, out=str(out), start=start, end=end, **common)
+        return
+    for i, chunk in enumerate(lightcurves.iter_object_chunks(config.test_lightcurves, config.chunk_rows)):
+        out = part_path(parts_dir, i)
+        if is_fresh([out], inputs):
+            skipped.append(i)
+            continue
+        yield PartTask(i, out=str(out), frame=chunk, **common)
+
+
+def build_test(config: Config, force: bool = False) -> Path:
+    """Write ``config.features_path('test')`` from resumable per-part features."""
+    out = config.features_path("test")
+    lc_path, meta_path = config.test_lightcurves, config.test_metadata
+    if not force and is_fresh([out], [lc_path, meta_path]):
+        log.info("%s is up to date", out)
+        return out
+    lightcurves.read_header(lc_path)
+    meta = data.read_metadata(meta_path)
+    ranges = None
+    if not lightcurves.is_compressed(lc_path):
+        rows_estimate = lc_path.stat().st_size / lightcurves.BYTES_PER_ROW
+        n_parts = max(config.workers, math.ceil(rows_estimate / max(1, config.chunk_rows)))
+        ranges = lightcurves.object_byte_ranges(lc_path, n_parts)
+    parts_dir = out.with_name(out.stem + PARTS_SUFFIX)
+    _prepare_parts_dir(parts_dir, _manifest(config, ranges), force)
+    skipped: list[int] = []
+    total = lc_path.stat().st_size / lightcurves.BYTES_PER_ROW if ranges is not None else None
+    with tqdm(total=total, unit="rows", unit_scale=True, desc="features test", file=sys.stderr, smoothing=0.1) as bar:
+        tasks = _test_tasks(config, parts_dir, ranges, skipped)
+        for result in parallel.map_unordered(featurize_part, tasks, config.workers, config.scheduler):
+            bar.update(result.rows)
+    if skipped:
+        log.info("resumed: %d finished part(s) kept from an earlier run", len(skipped))
+    paths = sorted(parts_dir.glob("part-*.parquet"))
+    n_objects = _concatenate_parts(paths, out, lc_path)
+    ids = pq.read_table(out, columns=[survey.OBJECT_ID]).column(0).to_numpy()
+    check_overlap(ids, meta[survey.OBJECT_ID].to_numpy(), lc_path, meta_path)
+    log.info("wrote %s: %d objects from %d part(s)", out, n_objects, len(paths))
+    return out
+
+
+def _concatenate_parts(paths: list[Path], out: Path, lc_path: Path) -> int:
+    """Join the parts into one parquet file sorted by object_id; raise if an object is in two parts."""
+    ids = [pq.read_table(p, columns=[survey.OBJECT_ID]).column(0).to_numpy() for p in paths]
+    all_ids = np.concatenate(ids) if ids else np.empty(0, dtype=np.int32)
+    ascending = all_ids.size < 2 or bool((all_ids[1:] > all_ids[:-1]).all())
+    if not ascending:
+        unique, counts = np.unique(all_ids, return_counts=True)
+        if (counts > 1).any():
+            dup = unique[counts > 1]
+            raise InputError(
+                f"{lc_path}: the rows of {dup.size} object(s) are not contiguous (e.g. {dup[:N_EXAMPLES].tolist()} "
+                "appear in separate parts of the file). Sort the file by object_id, keeping each object's rows "
+                "together."
+            )
+    with atomic_path(out) as tmp:
+        if ascending:
+            writer = None
+            for p in paths:
+                table = pq.read_table(p)
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+            if writer is None:
+                pq.write_table(pa.table({survey.OBJECT_ID: pa.array([], pa.int32())}), tmp)
+            else:
+                writer.close()
+        else:
+            frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+            frame.sort_values(survey.OBJECT_ID, kind="stable").to_parquet(tmp, index=False)
+    return int(all_ids.size)
+
+
+def read_features(path: Path) -> pd.DataFrame:
+    """Read a features parquet file, indexed by object_id."""
+    return pd.read_parquet(path).set_index(survey.OBJECT_ID)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `python -m kit features`."""
+    parser.add_argument("--split", choices=("train", "test", "both"), default="both", help="which features to build")
+    parser.add_argument("--force", action="store_true", help="rebuild even when outputs are up to date")
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    """Build the training and/or test features."""
+    if args.split in ("train", "both"):
+        build_train(config, args.force)
+    if args.split in ("test", "both"):
+        build_test(config, args.force)
+    return 0
