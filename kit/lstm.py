@@ -1,0 +1,341 @@
+"""Train the LSTM-plus-features network on the shared folds; predict the test set with the fold models.
+
+Artefacts in ``config.model_dir("lstm")``: ``fold{k}.keras``, ``scaler.json`` (aggregate-feature mean/std
+and column order), ``settings.json``, ``oof.parquet``, ``score.json``, ``test.parquet``
+(and ``inference_bench.json`` after ``train-lstm --bench-inference``).
+
+The loss is categorical cross-entropy weighted by :func:`kit.metric.sample_weights`, so the training loss
+is the competition metric of the training fold; early stopping watches the metric on the validation fold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from kit import data, metric, survey
+from kit.config import Config
+from kit.errors import InputError
+from kit.files import read_json, save_proba, write_json
+from kit.sequences import SCALE_FEATURE, Sequences, iter_batches, load_sequences
+
+log = logging.getLogger(__name__)
+MODEL = "lstm"
+PREDICT_BLOCK = 100_000  # test objects per block of the streamed prediction
+
+
+def mask_by_group(proba: np.ndarray, galactic: np.ndarray) -> np.ndarray:
+    """Zero the other group's classes and renormalise each row (survey.allowed_classes_mask)."""
+    allowed = survey.allowed_classes_mask(galactic)
+    p = np.where(allowed, proba, 0.0)
+    total = p.sum(axis=1, keepdims=True)
+    return np.where(total > 0, p / np.where(total > 0, total, 1.0), allowed / allowed.sum(axis=1, keepdims=True))
+
+
+def aggregate_columns(frame: pd.DataFrame) -> list[str]:
+    """Aggregate inputs: every feature column but id and label, plus the sequences' flux scale."""
+    return [c for c in frame.columns if c not in (survey.OBJECT_ID, survey.TARGET, SCALE_FEATURE)] + [SCALE_FEATURE]
+
+
+def predict_proba(models: list, seqs: Sequences, pos: np.ndarray, agg: np.ndarray, batch_size: int, max_len: int):
+    """Mean softmax of ``models`` over objects ``pos`` of ``seqs`` (aggregates ``agg``, same order)."""
+    out = np.zeros((len(pos), len(survey.CLASSES)), np.float64)
+    for batch, x, _ in iter_batches(seqs, pos, batch_size, max_len):
+        inputs = {"seq": x, "agg": agg[batch]}
+        out[batch] = np.mean([np.asarray(m.predict_on_batch(inputs), np.float64) for m in models], axis=0)
+    return out
+
+
+def _training_dataset(seqs, pos, agg, onehot, weights, settings, seed):
+    """tf.data over bucketed, shuffled batches; a new shuffle each epoch."""
+    import tensorflow as tf
+
+    from kit.sequences import N_FEATURES
+
+    epoch = [0]
+
+    def gen():
+        rng = np.random.default_rng([seed, epoch[0]])
+        epoch[0] += 1
+        for batch, x, _ in iter_batches(seqs, pos, settings.batch_size, settings.max_len, rng):
+            yield {"seq": x, "agg": agg[batch]}, onehot[batch], weights[batch].astype(np.float32)
+
+    signature = (
+        {
+            "seq": tf.TensorSpec((None, None, N_FEATURES), tf.float32),
+            "agg": tf.TensorSpec((None, agg.shape[1]), tf.float32),
+        },
+        tf.TensorSpec((None, len(survey.CLASSES)), tf.float32),
+        tf.TensorSpec((None,), tf.float32),
+    )
+    n_batches = -(-len(pos) // settings.batch_size)
+    dataset = tf.data.Dataset.from_generator(gen, output_signature=signature)
+    return dataset.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
+
+
+def _monitor(val_loss, patience: int):
+    """Keras callback: the competition metric on the validation fold each epoch, early stopping, best restore."""
+    import keras
+
+    class WeightedLossMonitor(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.history: list[float] = []
+            self.seconds: list[float] = []
+            self.best, self.best_weights, self.wait = np.inf, None, 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._t0)
+            score = val_loss(self.model)
+            self.history.append(score)
+            if logs is not None:
+                logs["val_wloss"] = score
+            print(f"  epoch {epoch + 1}: loss {logs.get('loss', float('nan')):.4f}  val wloss {score:.4f}"
+                  f"  ({self.seconds[-1]:.1f} s)", flush=True)
+            if score < self.best:
+                self.best, self.best_weights, self.wait = score, self.model.get_weights(), 0
+            else:
+                self.wait += 1
+                if self.wait >= patience:
+                    self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            if self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+
+    return WeightedLossMonitor()
+
+
+def _save_keras(model, path: Path) -> None:
+    """Save a .keras file under a temporary name, then rename (Keras insists on the .keras suffix)."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
+    """Train one model per fold; save the fold models, scaler, OOF predictions and the score summary."""
+    import keras
+
+    from kit.folds import load_or_make_folds
+    from kit.lstm_model import LSTMSettings, Scaler, build_model
+
+    settings = settings or LSTMSettings()
+    path = config.features_path("train")
+    if not path.exists():
+        raise InputError(f"{path}: training features not built yet. Run `make features` first.")
+    frame = pd.read_parquet(path)
+    if survey.TARGET not in frame:
+        raise InputError(f"{path}: no '{survey.TARGET}' column; rebuild the training features (make features).")
+    seqs = load_sequences(config.sequences_dir("train"))
+    ids = frame[survey.OBJECT_ID].to_numpy()
+    pos = seqs.positions(ids, str(config.sequences_dir("train")))
+    frame[SCALE_FEATURE] = seqs.log_scale[pos]
+    y = data.labels(frame, path)
+    folds = load_or_make_folds(config, ids, y)
+    columns = aggregate_columns(frame)
+    scaler = Scaler.fit(frame[columns].to_numpy(np.float64), columns)
+    agg = scaler.transform(frame[columns].to_numpy(np.float64))
+    onehot = (y[:, None] == np.asarray(survey.CLASSES)[None, :]).astype(np.float32)
+    galactic = survey.is_galactic(frame["hostgal_photoz"].to_numpy()) if "hostgal_photoz" in frame else None
+    out = config.model_dir(MODEL)
+    out.mkdir(parents=True, exist_ok=True)
+    scaler.save(out / "scaler.json")
+
+    def masked(p, rows):
+        return p if galactic is None else mask_by_group(p, galactic[rows])
+
+    n_folds = int(folds.max()) + 1 if max_folds is None else min(max_folds, int(folds.max()) + 1)
+    oof = np.full((len(y), len(survey.CLASSES)), np.nan)
+    per_epoch, seconds, fold_scores = [], [], []
+    for k in range(n_folds):
+        tr, va = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+        keras.utils.set_random_seed(config.seed + k)
+        model = build_model(settings, len(columns))
+
+        def val_loss(m, va=va):
+            p = predict_proba([m], seqs, pos[va], agg[va], settings.batch_size * 2, settings.max_len)
+            return metric.weighted_log_loss(y[va], masked(p, va))
+
+        monitor = _monitor(val_loss, settings.patience)
+        print(f"lstm fold {k}: {len(tr)} train, {len(va)} validation objects", flush=True)
+        # training-fold weights, so the weighted mean loss is the metric of the training fold
+        weights = metric.sample_weights(y[tr])
+        dataset = _training_dataset(seqs, pos[tr], agg[tr], onehot[tr], weights, settings, config.seed + k)
+        model.fit(dataset, epochs=settings.epochs, callbacks=[monitor], verbose=0, shuffle=False)
+        oof[va] = masked(predict_proba([model], seqs, pos[va], agg[va], settings.batch_size * 2, settings.max_len), va)
+        fold_scores.append(metric.weighted_log_loss(y[va], oof[va]))
+        per_epoch.append(monitor.history)
+        seconds.extend(monitor.seconds)
+        log.info("lstm fold %d: best epoch %d, weighted log loss %.4f", k,
+                 int(np.argmin(monitor.history)) + 1, fold_scores[-1])
+        _save_keras(model, out / f"fold{k}.keras")
+        keras.backend.clear_session()
+
+    done = ~np.isnan(oof[:, 0])
+    summary = {
+        "model": MODEL,
+        "oof": metric.weighted_log_loss(y[done], oof[done]),
+        "folds": fold_scores,
+        "per_epoch": per_epoch,
+        "seconds_per_epoch": float(np.mean(seconds)),
+        "n_aggregates": len(columns),
+        "settings": settings.to_dict(),
+    }
+    write_json(out / "settings.json", {"n_folds": n_folds, "settings": settings.to_dict()})
+    if done.all():
+        save_proba(config.oof_path(MODEL), ids, oof)
+    else:
+        log.warning("only %d of %d folds trained: no oof.parquet written", n_folds, int(folds.max()) + 1)
+    write_json(config.score_path(MODEL), summary)
+    return summary
+
+
+def load_models(config: Config) -> tuple[list, object, dict]:
+    """The fold models, the scaler and the saved settings of a trained LSTM."""
+    import keras
+
+    from kit.lstm_model import Scaler
+
+    out = config.model_dir(MODEL)
+    if not (out / "settings.json").exists():
+        raise InputError(f"{out}: no trained LSTM. Run `make train-lstm` first.")
+    saved = read_json(out / "settings.json")
+    models = [keras.saving.load_model(out / f"fold{k}.keras") for k in range(saved["n_folds"])]
+    return models, Scaler.load(out / "scaler.json"), saved["settings"]
+
+
+def predict_test(config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Stream the test set through every fold model in length-bucketed batches; average, mask by group, save."""
+    models, scaler, settings = load_models(config)
+    seqs = load_sequences(config.sequences_dir("test"))
+    path = config.features_path("test")
+    if not path.exists():
+        raise InputError(f"{path}: test features not built yet. Run `make features` first.")
+    table = pq.ParquetFile(path)
+    wanted = [c for c in scaler.columns if c != SCALE_FEATURE]
+    missing = [c for c in [survey.OBJECT_ID, "hostgal_photoz", *wanted] if c not in table.schema_arrow.names]
+    if missing:
+        raise InputError(f"{path}: lacks columns {missing[:5]} the LSTM was trained on; rerun `make features`.")
+    read = list(dict.fromkeys([survey.OBJECT_ID, "hostgal_photoz", *wanted]))
+    ids, probas, done = [], [], 0
+    for block in table.iter_batches(batch_size=PREDICT_BLOCK, columns=read):
+        frame = block.to_pandas()
+        block_ids = frame[survey.OBJECT_ID].to_numpy()
+        pos = seqs.positions(block_ids, str(config.sequences_dir("test")))
+        frame[SCALE_FEATURE] = seqs.log_scale[pos]
+        agg = scaler.transform(frame[scaler.columns].to_numpy(np.float64))
+        p = predict_proba(models, seqs, pos, agg, 2 * settings["batch_size"], settings["max_len"])
+        probas.append(mask_by_group(p, survey.is_galactic(frame["hostgal_photoz"].to_numpy())))
+        ids.append(block_ids)
+        done += len(block_ids)
+        log.info("lstm: predicted %d of %d test objects", done, table.metadata.num_rows)
+    ids_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+    proba = np.concatenate(probas) if probas else np.zeros((0, len(survey.CLASSES)))
+    save_proba(config.test_pred_path(MODEL), ids_all, proba)
+    return ids_all, proba
+
+
+def inference_benchmark(
+    model, seqs: Sequences, n_aggregates: int, n_objects: int = 2000, batch_size: int = 256, max_len: int = 352
+) -> dict:
+    """Objects per second through ``model``: length-bucketed batches vs every batch padded to ``max_len``.
+
+    Same objects (the first ``n_objects``) and batch size; each way runs once to warm up (tracing), then is timed.
+    """
+    pos = np.arange(min(n_objects, len(seqs)))
+    agg = np.zeros((len(pos), n_aggregates), np.float32)
+
+    def bucketed():
+        for batch, x, _ in iter_batches(seqs, pos, batch_size, max_len):
+            model.predict_on_batch({"seq": x, "agg": agg[batch]})
+
+    def padded():
+        for i in range(0, len(pos), batch_size):
+            x, _ = seqs.pad(pos[i : i + batch_size], max_len, length=max_len)
+            model.predict_on_batch({"seq": x, "agg": agg[i : i + batch_size]})
+
+    rates = {}
+    for name, fn in (("bucketed", bucketed), ("padded", padded)):
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        rates[name] = len(pos) / (time.perf_counter() - t0)
+    lengths = np.minimum(seqs.lengths[pos], max_len)
+    return {
+        "objects": int(len(pos)),
+        "batch_size": batch_size,
+        "max_len": max_len,
+        "mean_length": float(lengths.mean()) if len(pos) else 0.0,
+        "bucketed_objects_per_s": rates["bucketed"],
+        "padded_objects_per_s": rates["padded"],
+        "ratio": rates["bucketed"] / rates["padded"],
+    }
+
+
+def settings_from_args(args: argparse.Namespace):
+    from kit.lstm_model import DEMO, LSTMSettings
+
+    s = DEMO if args.preset == "demo" else LSTMSettings()
+    overrides = {
+        "units": args.units,
+        "lstm_layers": args.lstm_layers,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "patience": args.patience,
+        "max_len": args.max_len,
+        "learning_rate": args.learning_rate,
+        "dense_units": tuple(args.dense_units) if args.dense_units else None,
+    }
+    s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
+    if len(s.dense_dropout) != len(s.dense_units):
+        s = replace(s, dense_dropout=tuple(np.linspace(0.25, 0.5, len(s.dense_units)).round(3).tolist()))
+    return s
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=["seed", "demo"], default="seed",
+                        help="seed: the full network (100 units, 40 epochs); demo: a small one for CPUs")
+    parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (seed 40, demo 15)")
+    parser.add_argument("--batch-size", type=int, default=None, help="(seed 128, demo 64)")
+    parser.add_argument("--patience", type=int, default=None, help="epochs without improvement (seed 8, demo 4)")
+    parser.add_argument("--max-len", type=int, default=None, help="observations per object kept (first ones; 352)")
+    parser.add_argument("--units", type=int, default=None, help="LSTM units (seed 100, demo 32)")
+    parser.add_argument("--lstm-layers", type=int, default=None)
+    parser.add_argument("--dense-units", type=int, nargs="+", default=None, help="seed: 512 256 128 64")
+    parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--max-folds", type=int, default=None, help="train only the first folds (no OOF file)")
+    parser.add_argument("--bench-inference", action="store_true",
+                        help="measure objects/s of the trained fold-0 model, bucketed vs padded to --max-len")
+    parser.add_argument("--bench-objects", type=int, default=2000)
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.bench_inference:
+        models, scaler, saved = load_models(config)
+        split = "test" if (config.sequences_dir("test") / ".done").exists() else "train"
+        result = inference_benchmark(models[0], load_sequences(config.sequences_dir(split)), len(scaler.columns),
+                                     args.bench_objects, 2 * saved["batch_size"], args.max_len or saved["max_len"])
+        result["split"] = split
+        write_json(config.model_dir(MODEL) / "inference_bench.json", result)
+        print(f"inference on {result['objects']} {split} objects: bucketed {result['bucketed_objects_per_s']:.0f}/s, "
+              f"padded to {result['max_len']} {result['padded_objects_per_s']:.0f}/s, ratio {result['ratio']:.2f}")
+        return 0
+    summary = train(config, settings_from_args(args), args.max_folds)
+    print(f"lstm OOF weighted log loss {summary['oof']:.4f} ({summary['seconds_per_epoch']:.1f} s per epoch)")
+    return 0
