@@ -221,7 +221,7 @@ def build_features(lightcurves: pd.DataFrame, metadata: pd.DataFrame | None) -> 
         f[f"{key}_rest"] = f[key] / stretch
 
     out = pd.DataFrame({k: np.asarray(v, dtype=FEATURE_DTYPE) for k, v in f.items()})
-    out.index = pd.Index(object_ids, name=survey.OBJECT_ID)
+    out.index = pd.Index(object_ids.astype(np.int64), name=survey.OBJECT_ID)
     return out
 
 

@@ -1,0 +1,125 @@
+"""The `features` stage: train with target, test in resumable parts, parallel == serial, warnings."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit import bench, cli, featurize, survey
+from kit.bench import write_synthetic
+from kit.config import Config
+from kit.errors import InputError
+
+CHUNK_ROWS = 1_500
+
+
+def _competition(folder: Path, rows: int = 9_000, extra_meta: int = 0) -> Path:
+    write_synthetic(folder, rows, seed=11, metadata_extra=extra_meta)
+    train = folder / "train_src"
+    lc, meta = write_synthetic(train, 3_000, seed=12)
+    shutil.move(lc, folder / survey.TRAIN_LIGHTCURVES)
+    frame = pd.read_csv(meta)
+    frame[survey.TARGET] = np.resize(survey.CLASSES, len(frame))
+    frame.to_csv(folder / survey.TRAIN_METADATA, index=False)
+    shutil.rmtree(train)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def comp(tmp_path_factory) -> Path:
+    return _competition(tmp_path_factory.mktemp("comp") / "synth")
+
+
+def _config(comp: Path, build: Path, **kw) -> Config:
+    return Config(data_dir=comp, build_root=build, chunk_rows=CHUNK_ROWS, workers=1, **kw)
+
+
+def test_train_features_keep_target(comp, tmp_path):
+    config = _config(comp, tmp_path)
+    frame = pd.read_parquet(featurize.build_train(config))
+    meta = pd.read_csv(config.train_metadata)
+    assert frame[survey.OBJECT_ID].tolist() == sorted(meta[survey.OBJECT_ID])
+    assert frame.set_index(survey.OBJECT_ID)[survey.TARGET].equals(
+        meta.set_index(survey.OBJECT_ID)[survey.TARGET].astype(np.int16))
+    assert "hostgal_photoz" in frame and "hostgal_specz" not in frame
+
+
+def test_parallel_and_gz_equal_serial_and_whole(comp, tmp_path):
+    serial = _config(comp, tmp_path / "serial")
+    two = serial.with_(build_root=tmp_path / "two", workers=2)
+    expected = pd.read_parquet(featurize.build_test(serial))
+    assert len(list((serial.build_dir / "features_test.parts").glob("part-*.parquet"))) >= 5
+    pd.testing.assert_frame_equal(pd.read_parquet(featurize.build_test(two)), expected, check_exact=True)
+    gz_folder = tmp_path / "gz" / comp.name
+    gz_folder.mkdir(parents=True)
+    shutil.copy(serial.test_metadata, gz_folder)
+    with open(serial.test_lightcurves, "rb") as src, gzip.open(gz_folder / "test_set.csv.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    gz = serial.with_(data_dir=gz_folder, build_root=tmp_path / "gzbuild", workers=2)
+    pd.testing.assert_frame_equal(pd.read_parquet(featurize.build_test(gz)), expected, check_exact=True)
+    whole = featurize.build_features(
+        featurize.lightcurves.read_lightcurves(serial.test_lightcurves), featurize.data.read_metadata(serial.test_metadata)
+    )
+    pd.testing.assert_frame_equal(expected.set_index(survey.OBJECT_ID), whole, check_exact=True)
+
+
+def test_resume_skips_finished_parts_and_redoes_stale_ones(comp, tmp_path, caplog):
+    config = _config(comp, tmp_path)
+    out = featurize.build_test(config)
+    expected = pd.read_parquet(out)
+    parts = sorted((config.build_dir / "features_test.parts").glob("part-*.parquet"))
+    stamps = {p: p.stat().st_mtime_ns for p in parts}
+    parts[1].unlink()
+    out.unlink()
+    with caplog.at_level(logging.INFO):
+        featurize.build_test(config)
+    assert f"{len(parts) - 1} finished part(s) kept" in caplog.text
+    assert all(p.stat().st_mtime_ns == stamps[p] for p in parts if p != parts[1])
+    pd.testing.assert_frame_equal(pd.read_parquet(out), expected)
+    # newer inputs make every part stale
+    later = max(stamps.values()) / 1e9 + 10
+    os.utime(config.test_lightcurves, (later, later))
+    featurize.build_test(config)
+    assert all(p.stat().st_mtime_ns != stamps[p] for p in parts if p != parts[1])
+
+
+def test_overlap_warnings_and_empty_overlap_error(tmp_path, caplog):
+    comp = _competition(tmp_path / "c" / "warn", rows=3_000, extra_meta=4)
+    config = _config(comp, tmp_path / "b")
+    with caplog.at_level(logging.WARNING):
+        featurize.build_test(config)
+    assert "4 object(s) of" in caplog.text and "have no light-curve rows" in caplog.text
+    meta = pd.read_csv(config.test_metadata)
+    meta[survey.OBJECT_ID] += 10**6
+    meta.to_csv(config.test_metadata, index=False)
+    with pytest.raises(InputError, match="share no object_id"):
+        featurize.build_test(config, force=True)
+
+
+def test_object_split_across_parts_is_an_input_error(tmp_path):
+    folder = tmp_path / "split"
+    lc, _ = write_synthetic(folder, 3_000, seed=2)
+    lines = lc.read_text().splitlines(keepends=True)
+    lc.write_text("".join(lines + [lines[1]]))  # first object's row again at the end
+    config = _config(folder, tmp_path / "b")
+    with pytest.raises(InputError, match="not contiguous"):
+        featurize.build_test(config.with_(chunk_rows=500))
+
+
+def test_cli_command_and_bench_small(comp, tmp_path, capsys):
+    args = ["features", "--data", str(comp), "--build-root", str(tmp_path), "--workers", "1"]
+    assert cli.main(args) == 0
+    assert Config(data_dir=comp, build_root=tmp_path).features_path("test").exists()
+    bench_dir = tmp_path / "bench"
+    assert cli.main(["bench", "--rows", "20000", "--skip-2n", "--bench-dir", str(bench_dir), "--workers", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "public kernel" in text and "extrapolated" in text
+    results = bench.json.loads((bench_dir / "results.json").read_text())["results"]
+    assert {r["stage"].split(" (")[0] for r in results} == {"kit features", "public kernel"}
