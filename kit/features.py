@@ -21,6 +21,7 @@ HUBBLE_DISTANCE_MPC = 299_792.458 / 70.0
 OMEGA_MATTER = 0.3
 _Z_GRID = np.linspace(0.0, 5.0, 2001)
 FEATURE_DTYPE = np.float32
+_SIGN_BIT = np.uint32(0x80000000)
 
 
 class _Groups:
@@ -77,8 +78,19 @@ class _Segments(_Groups):
         return self._reduce(np.maximum, x)
 
     def median(self, x: np.ndarray) -> np.ndarray:
-        order = np.lexsort((x, self.codes))
-        xs = x[order]
+        """Per-group median (mean of the two middle values) of values exact in float32.
+
+        One sort of 64-bit keys (group code in the high half, the float32 bits made order-preserving
+        in the low half) replaces an argsort by (group, value).
+        """
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+        if not np.array_equal(x32, x, equal_nan=True):
+            raise ValueError("median expects values exact in float32")
+        bits = x32.view(np.uint32)
+        ordered = np.where(bits & _SIGN_BIT, ~bits, bits | _SIGN_BIT).astype(np.uint64)
+        keys = np.sort((self.codes.astype(np.uint64) << np.uint64(32)) | ordered)
+        low = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        xs = np.where(low & _SIGN_BIT, low & ~_SIGN_BIT, ~low).view(np.float32).astype(np.float64)
         count = self.count.astype(np.int64)
         lo = self.starts + (count - 1) // 2
         hi = self.starts + count // 2

@@ -64,9 +64,8 @@ def test_parallel_and_gz_equal_serial_and_whole(comp, tmp_path):
         shutil.copyfileobj(src, dst)
     gz = serial.with_(data_dir=gz_folder, build_root=tmp_path / "gzbuild", workers=2)
     pd.testing.assert_frame_equal(pd.read_parquet(featurize.build_test(gz)), expected, check_exact=True)
-    whole = featurize.build_features(
-        featurize.lightcurves.read_lightcurves(serial.test_lightcurves), featurize.data.read_metadata(serial.test_metadata)
-    )
+    lc = featurize.lightcurves.read_lightcurves(serial.test_lightcurves)
+    whole = featurize.build_features(lc, featurize.data.read_metadata(serial.test_metadata))
     pd.testing.assert_frame_equal(expected.set_index(survey.OBJECT_ID), whole, check_exact=True)
 
 
