@@ -19,12 +19,22 @@ MIN_DETECTIONS = 2
 #: Transient peaks fall between this many rest-frame days before the first visit and after the last.
 PEAK_BEFORE_FIRST_D = 30.0
 PEAK_AFTER_LAST_D = 10.0
+#: Rest-frame days between an anchored peak and the visit after it (uniform range).
+ANCHOR_OFFSET_D = (-2.0, 1.0)
 TRANSIENT_MODELS = ("bazin", "plateau", "tde", "paczynski", "binary_lens")
 
 
-def _reference_time(kind, c: cad.Cadence, z, rng):
-    """Peak time of transients (MJD); an arbitrary phase zero for variables."""
+def _reference_time(kind, c: cad.Cadence, z, rng, anchored: bool = False):
+    """Peak time of transients (MJD); an arbitrary phase zero for variables.
+
+    ``anchored`` puts transient peaks just after a random visit (for objects that missed the trigger).
+    """
     n = len(c.first)
+    if physics.CLASS_PHYSICS[kind]["model"] in TRANSIENT_MODELS and anchored:
+        starts = np.flatnonzero(np.r_[True, c.obj[1:] != c.obj[:-1]])
+        counts = np.diff(np.r_[starts, len(c.obj)])
+        anchor = starts + (rng.random(n) * counts).astype(int)
+        return c.mjd[anchor] - rng.uniform(*ANCHOR_OFFSET_D, n) * (1.0 + z)
     if physics.CLASS_PHYSICS[kind]["model"] in TRANSIENT_MODELS:
         lo = c.first - PEAK_BEFORE_FIRST_D * (1.0 + z)
         hi = c.last + PEAK_AFTER_LAST_D
@@ -70,7 +80,7 @@ def simulate_kind(kind: int, meta: pd.DataFrame, rng: np.random.Generator):
         rows, local, sub = _subset(todo, c, {"z": z, "mu": mu, "first": c.first, "last": c.last})
         params = physics.draw_params(kind, int(todo.sum()), rng)
         sub_c = cad.Cadence(local, c.mjd[rows], c.band[rows], c.base_err[rows], sub["first"], sub["last"])
-        t0 = _reference_time(kind, sub_c, sub["z"], rng)
+        t0 = _reference_time(kind, sub_c, sub["z"], rng, anchored=forced)
         true = physics.model_flux(kind, params, local, c.mjd[rows], c.band[rows], sub["z"], sub["mu"], t0, rng)
         true = true * ext[rows]
         if forced:

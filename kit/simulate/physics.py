@@ -123,7 +123,7 @@ def _temperature(p, obj, tau):
 
 
 def _bazin(tau, rise, fall):
-    return np.exp(-np.clip(tau / fall, -50, 50)) / (1.0 + np.exp(-np.clip(tau / rise, -50, 50)))
+    return np.exp(np.minimum(-tau / fall - np.logaddexp(0.0, -tau / rise), 50.0))
 
 
 def _bazin_peak(rise: np.ndarray, fall: np.ndarray) -> np.ndarray:

@@ -1,0 +1,137 @@
+"""Tests of the competition simulator: files like Kaggle's, determinism, physics and test-set shift."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit import survey
+from kit.simulate import simulate, tiny_competition
+from kit.simulate.cadence import DETECTION_SNR
+
+FILES = (survey.TRAIN_LIGHTCURVES, survey.TRAIN_METADATA, survey.TEST_LIGHTCURVES, survey.TEST_METADATA,
+         survey.SAMPLE_SUBMISSION, survey.TEST_TRUTH)
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory) -> Path:
+    return tiny_competition(tmp_path_factory.mktemp("simtest") / "sim", n_train=300, n_test=600, seed=1)
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {f: hashlib.sha256((folder / f).read_bytes()).hexdigest() for f in FILES}
+
+
+def test_same_seed_same_bytes_other_seed_differs(sim, tmp_path):
+    again = tiny_competition(tmp_path / "again", n_train=300, n_test=600, seed=1)
+    assert _digest(again) == _digest(sim)
+    other = tiny_competition(tmp_path / "other", n_train=300, n_test=600, seed=2)
+    assert _digest(other)[survey.TEST_LIGHTCURVES] != _digest(sim)[survey.TEST_LIGHTCURVES]
+
+
+def test_headers_exactly_as_kaggle(sim):
+    first = {f: (sim / f).read_text().split("\n", 1)[0] for f in FILES}
+    assert first[survey.TRAIN_LIGHTCURVES] == "object_id,mjd,passband,flux,flux_err,detected"
+    assert first[survey.TEST_LIGHTCURVES] == first[survey.TRAIN_LIGHTCURVES]
+    assert first[survey.TRAIN_METADATA] == ",".join(survey.METADATA_COLUMNS) + ",target"
+    assert first[survey.TEST_METADATA] == ",".join(survey.METADATA_COLUMNS)
+    assert first[survey.SAMPLE_SUBMISSION] == ",".join(survey.SUBMISSION_COLUMNS)
+    assert first[survey.TEST_TRUTH] == "object_id,target,true_target"
+    row = (sim / survey.TRAIN_LIGHTCURVES).read_text().split("\n")[1].split(",")
+    assert len(row[1].split(".")[1]) == 4 and len(row[3].split(".")[1]) == 6
+
+
+def _lc(sim, name):
+    return pd.read_csv(sim / name)
+
+
+def test_rows_sorted_and_contiguous_ids_disjoint(sim):
+    ids = {}
+    for name, meta_name in ((survey.TRAIN_LIGHTCURVES, survey.TRAIN_METADATA),
+                            (survey.TEST_LIGHTCURVES, survey.TEST_METADATA)):
+        lc = _lc(sim, name)
+        key = lc["object_id"].to_numpy()
+        assert np.all(np.diff(key) >= 0)
+        same = np.diff(key) == 0
+        assert np.all(np.diff(lc["mjd"].to_numpy())[same] >= 0)
+        meta = pd.read_csv(sim / meta_name)
+        assert np.array_equal(np.unique(key), meta["object_id"].to_numpy())
+        assert lc["mjd"].between(59580, 60676).all()
+        ids[name] = set(meta["object_id"])
+    assert not ids[survey.TRAIN_LIGHTCURVES] & ids[survey.TEST_LIGHTCURVES]
+    sub = pd.read_csv(sim / survey.SAMPLE_SUBMISSION)
+    assert sub["object_id"].tolist() == sorted(ids[survey.TEST_LIGHTCURVES])
+    assert np.allclose(sub.iloc[:, 1:].sum(axis=1), 1.0)
+
+
+def test_classes_and_unknowns(sim):
+    train = pd.read_csv(sim / survey.TRAIN_METADATA)
+    assert set(train["target"]) == set(survey.CLASSES)
+    truth = pd.read_csv(sim / survey.TEST_TRUTH)
+    unknown = truth[truth["target"] == survey.CLASS_UNKNOWN]
+    assert 0.01 <= len(unknown) / len(truth) <= 0.03
+    assert set(unknown["true_target"]) <= set(survey.UNKNOWN_TRUE_TARGETS)
+    meta = pd.read_csv(sim / survey.TEST_METADATA).merge(truth, on="object_id")
+    gal = meta["hostgal_photoz"] == 0
+    assert (gal & (meta["target"] == 99)).any() and (~gal & (meta["target"] == 99)).any()
+    assert (truth["target"] == survey.truth_to_scored(truth["true_target"])).all()
+
+
+def test_galactic_objects_have_no_redshift(sim):
+    for name in (survey.TRAIN_METADATA, survey.TEST_METADATA):
+        meta = pd.read_csv(sim / name)
+        gal = meta["hostgal_photoz"] == 0
+        assert gal.any() and meta.loc[gal, "distmod"].isna().all()
+        assert meta.loc[~gal, "distmod"].notna().all()
+    train = pd.read_csv(sim / survey.TRAIN_METADATA)
+    assert (survey.is_galactic(train["hostgal_photoz"]) == train["target"].isin(survey.GALACTIC_CLASSES)).all()
+
+
+def test_test_set_is_fainter_higher_z_and_mostly_wfd(sim):
+    train = pd.read_csv(sim / survey.TRAIN_METADATA)
+    test = pd.read_csv(sim / survey.TEST_METADATA)
+    xg = lambda m: m[m["hostgal_photoz"] > 0]  # noqa: E731
+    assert xg(test)["hostgal_photoz"].median() > 1.2 * xg(train)["hostgal_photoz"].median()
+    assert 0.15 < train["ddf"].mean() < 0.4 and test["ddf"].mean() < 0.06
+    assert xg(train)["hostgal_specz"].notna().all() and xg(test)["hostgal_specz"].isna().mean() > 0.9
+    peak = lambda lc: lc.groupby("object_id")["flux"].max().median()  # noqa: E731
+    assert peak(_lc(sim, survey.TEST_LIGHTCURVES)) < peak(_lc(sim, survey.TRAIN_LIGHTCURVES))
+
+
+@pytest.mark.parametrize("name", [survey.TRAIN_LIGHTCURVES, survey.TEST_LIGHTCURVES])
+def test_detections_follow_snr_and_trigger(sim, name):
+    lc = _lc(sim, name)
+    snr = lc["flux"].abs() / lc["flux_err"]
+    assert lc.loc[snr > DETECTION_SNR + 1, "detected"].mean() > 0.9
+    assert lc.loc[snr < DETECTION_SNR - 2, "detected"].mean() < 0.01
+    assert lc.groupby("object_id")["detected"].sum().min() >= 2
+    assert (lc["flux_err"] > 0).all()
+
+
+def test_cadence_like_real_survey(sim):
+    lc = _lc(sim, survey.TRAIN_LIGHTCURVES)
+    meta = pd.read_csv(sim / survey.TRAIN_METADATA).set_index("object_id")
+    n = lc.groupby("object_id").size()
+    ddf = meta.loc[n.index, "ddf"] == 1
+    assert 90 < n[~ddf].median() < 170 and 250 < n[ddf].median() < 450
+    span = lc.groupby("object_id")["mjd"].agg(lambda t: t.max() - t.min())
+    assert span.median() > 800
+    gaps = lc.groupby("object_id")["mjd"].diff().dropna()
+    assert (gaps > 100).groupby(lc["object_id"]).sum().min() >= 1 or gaps.max() > 100
+
+
+def test_class_light_curves_differ(sim):
+    lc = _lc(sim, survey.TRAIN_LIGHTCURVES)
+    meta = pd.read_csv(sim / survey.TRAIN_METADATA).set_index("object_id")
+    det = lc[lc["detected"] == 1].groupby("object_id")["mjd"].agg(lambda t: t.max() - t.min())
+    window = det.groupby(meta.loc[det.index, "target"]).median()
+    assert window[90] < window[88] and window[64] < window[90]  # kilonovae fast, AGN vary all survey long
+
+
+def test_simulate_rejects_empty(tmp_path):
+    with pytest.raises(ValueError):
+        simulate(tmp_path, 0, 10, 1)
