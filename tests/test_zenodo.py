@@ -67,7 +67,8 @@ def test_metadata_and_truth(folders):
         assert np.allclose(ours["ra"], theirs["ra"], atol=1e-3)
         assert ours["distmod"].isna().equals(theirs["distmod"].isna())
         assert ours["hostgal_specz"].isna().equals(theirs["hostgal_specz"].isna())
-    assert (pd.read_csv(out / survey.TRAIN_METADATA)["target"] == pd.read_csv(sim / survey.TRAIN_METADATA)["target"]).all()
+    targets = [pd.read_csv(f / survey.TRAIN_METADATA)["target"] for f in (out, sim)]
+    assert (targets[0] == targets[1]).all()
     truth, sim_truth = pd.read_csv(out / survey.TEST_TRUTH), pd.read_csv(sim / survey.TEST_TRUTH)
     assert truth.equals(sim_truth)
     assert (truth.loc[truth["true_target"] > 900, "target"] == survey.CLASS_UNKNOWN).all()
