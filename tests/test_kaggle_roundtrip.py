@@ -163,8 +163,10 @@ def test_missing_credentials_says_how(server, env, monkeypatch, capsys):
     monkeypatch.delenv("KAGGLE_USERNAME")
     monkeypatch.delenv("KAGGLE_KEY")
     assert _run("download") == 2
-    err = capsys.readouterr().err
+    out = capsys.readouterr()
+    err = out.err
     assert "KAGGLE_API_TOKEN" in err and "kaggle.json" in err and "credentials.json" in err
+    assert "Authentication required" not in out.out + err  # the client's own banner is not shown
     assert _calls(server, "DownloadDataFiles") == 0
 
 

@@ -12,9 +12,13 @@ instead of api.kaggle.com (the stand-in server of :mod:`kit.standin.server`, for
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import importlib.util
 import io
 import logging
 import os
+import sys
+import types
 from collections.abc import Iterator
 
 from kit.errors import KitError
@@ -48,7 +52,25 @@ def _config_dir() -> str:
     return xdg if not os.path.exists(home) and os.path.exists(xdg) else home
 
 
+def _import_client_quietly() -> None:
+    """Make ``kaggle`` importable without running its ``__init__``, which authenticates at import time.
+
+    That import-time login prints a banner, may call the production API, and ignores
+    ``KIT_KAGGLE_ENDPOINT``; the kit authenticates explicitly in :func:`authenticated_api` instead.
+    """
+    if "kaggle" in sys.modules:
+        return
+    spec = importlib.util.find_spec("kaggle")
+    if spec is None or not spec.submodule_search_locations:
+        raise KitError("the kaggle client is not installed: pip install kaggle (see pyproject.toml)")
+    package = types.ModuleType("kaggle")
+    package.__path__ = list(spec.submodule_search_locations)
+    package.__version__ = importlib.metadata.version("kaggle")
+    sys.modules["kaggle"] = package
+
+
 def _api_class():
+    _import_client_quietly()
     from kaggle.api.kaggle_api_extended import KaggleApi
     from kagglesdk import KaggleClient, KaggleEnv
 
@@ -79,7 +101,7 @@ def authenticated_api():
     api.config = os.path.join(api.config_dir, api.config_file)
     said = io.StringIO()
     try:
-        with contextlib.redirect_stdout(said):
+        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):  # the client's own help banner
             api.authenticate()
     except SystemExit:
         raise KitError(CREDENTIALS_HELP) from None
