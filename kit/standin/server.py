@@ -24,6 +24,7 @@ import json
 import logging
 import re
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -490,6 +491,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
                            daily_limit=args.daily_limit, state_dir=args.state_dir, port=args.port).start()
     print(f"stand-in Kaggle API at {server.url} for {args.competition} ({folder}); Ctrl-C stops it", flush=True)
     print(f"  export KIT_KAGGLE_ENDPOINT={server.url} KAGGLE_USERNAME={args.username} KAGGLE_KEY=<--key>", flush=True)
+    def _stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)  # `kill PID` (make demo) stops it as cleanly as Ctrl-C
     try:
         while True:
             time.sleep(3600)
