@@ -76,6 +76,7 @@ def build_message(model: str, oof: str, commit: str, extra: str | None) -> str:
 def submit(path: Path, config: Config, competition: str = survey.COMPETITION, model: str | None = None,
            extra: str | None = None) -> dict:
     """Validate, upload and record one submission; the ledger row."""
+    from kit.score import score_json_path
     from kit.validate import check_submission
 
     path = Path(path)
@@ -84,7 +85,7 @@ def submit(path: Path, config: Config, competition: str = survey.COMPETITION, mo
     check_submission(path, config.test_metadata)
     model = model or model_of(path, config)
     oof = _json_value(config.score_path(model), "oof")
-    local = _json_value(Path(str(path) + ".score.json"), "overall")
+    local = _json_value(score_json_path(path), "overall")
     message = build_message(model, oof, git_commit(), extra)
 
     api = authenticated_api()
