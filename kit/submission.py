@@ -156,10 +156,8 @@ def build_submission(object_ids: np.ndarray, proba: np.ndarray, galactic: np.nda
     return class99.add_class99(masked, galactic, config.class99_galactic, config.class99_extragalactic)
 
 
-def run(args: argparse.Namespace, config: Config) -> int:
-    from kit import validate
-
-    model = args.model or _default_model(config)
+def make_submission(config: Config, model: str) -> Path:
+    """Mask, add class 99 to ``model``'s test predictions and write its submission; the file's path."""
     pred_path = config.test_pred_path(model)
     if not pred_path.exists():
         raise InputError(f"{pred_path}: no test predictions for model '{model}'; run `python -m kit predict` first")
@@ -177,7 +175,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
             f"{len(ids)} predictions for {len(meta_ids)} objects; predict the test set again"
         )
     proba15 = build_submission(meta_ids, proba[order], meta["galactic"].to_numpy(), config)
-    out = write_submission(config.submission_path(model), meta_ids, proba15)
+    return write_submission(config.submission_path(model), meta_ids, proba15)
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    from kit import validate
+
+    out = make_submission(config, args.model or _default_model(config))
     validate.check_submission(out, config.test_metadata)
     print(out)
     return 0

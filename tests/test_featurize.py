@@ -117,8 +117,14 @@ def test_cli_command_and_bench_small(comp, tmp_path, capsys):
     assert cli.main(args) == 0
     assert Config(data_dir=comp, build_root=tmp_path).features_path("test").exists()
     bench_dir = tmp_path / "bench"
-    assert cli.main(["bench", "--rows", "20000", "--skip-2n", "--bench-dir", str(bench_dir), "--workers", "2"]) == 0
+    args = ["bench", "--rows", "20000", "--skip-2n", "--bench-dir", str(bench_dir), "--workers", "2",
+            "--model-objects", "200"]
+    assert cli.main(args) == 0
     text = capsys.readouterr().out
     assert "public kernel" in text and "extrapolated" in text
     results = bench.json.loads((bench_dir / "results.json").read_text())["results"]
-    assert {r["stage"].split(" (")[0] for r in results} == {"kit features", "public kernel"}
+    assert {r["stage"].split(" (")[0] for r in results} == {
+        "kit features", "public kernel", "fold models predict", "class 99 + write .csv.gz", "validate .csv.gz",
+        "LightGBM path, CSV to validated file"}
+    written = next(r for r in results if r["stage"] == "class 99 + write .csv.gz")
+    assert written["objects"] == next(r for r in results if r["stage"].startswith("kit"))["objects"]
