@@ -105,6 +105,9 @@ $(MODELS)/lstm/oof.parquet: $(BUILD)/sequences_train/.done $(BUILD)/features_tra
 $(MODELS)/lstm/test.parquet: $(MODELS)/lstm/oof.parquet $(BUILD)/sequences_test/.done $(BUILD)/features_test.parquet
 	$(KIT) predict $(ARGS) --model lstm
 
+$(MODELS)/prior/test.parquet: $(TRAIN_FILES) $(call src,test_set_metadata.csv) | $(STAMP)
+	$(KIT) predict $(ARGS) --model prior
+
 $(MODELS)/blend/test.parquet: $(MODELS)/lgbm/test.parquet $(MODELS)/lstm/test.parquet
 	$(KIT) blend $(ARGS)
 

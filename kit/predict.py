@@ -47,24 +47,36 @@ def predict_lgbm(config: Config) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(ids), np.concatenate(probas)
 
 
+def predict_prior(config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """The class-prior baseline: training class frequencies for every test object, masked by group."""
+    from kit import data, metric
+
+    train = data.read_metadata(config.train_metadata, require_target=True)
+    test = data.read_metadata(config.test_metadata)
+    prior = metric.class_prior_proba(data.labels(train, config.train_metadata), len(test))
+    galactic = survey.is_galactic(test["hostgal_photoz"].to_numpy())
+    return test[survey.OBJECT_ID].to_numpy(), class99.mask_by_group(prior, galactic)
+
+
 def predict(config: Config, model: str) -> tuple[np.ndarray, np.ndarray]:
     """Predict and save ``model``'s test probabilities at ``config.test_pred_path(model)``."""
     started = time.perf_counter()
-    if model == "lgbm":
-        ids, proba = predict_lgbm(config)
+    if model in ("lgbm", "prior"):
+        ids, proba = predict_lgbm(config) if model == "lgbm" else predict_prior(config)
         save_proba(config.test_pred_path(model), ids, proba)
     elif model == "lstm":
         from kit import lstm
 
         ids, proba = lstm.predict_test(config)
     else:
-        raise InputError(f"unknown model '{model}': choose lgbm or lstm")
+        raise InputError(f"unknown model '{model}': choose lgbm, lstm or prior")
     log.info("predicted %d test objects with %s in %.1f s", len(ids), model, time.perf_counter() - started)
     return ids, proba
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="lgbm", choices=["lgbm", "lstm"])
+    parser.add_argument("--model", default="lgbm", choices=["lgbm", "lstm", "prior"],
+                        help="prior: the class-prior baseline, for comparison")
 
 
 def run(args: argparse.Namespace, config: Config) -> int:

@@ -19,11 +19,11 @@ from kit.files import load_proba
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make(*targets: str, data: Path, out: Path) -> subprocess.CompletedProcess:
+def make(*targets: str, data: Path, out: Path, model: str = "lgbm") -> subprocess.CompletedProcess:
     cmd = [
         "make", "--no-print-directory", "-C", str(ROOT), *targets,
         f"DATA={data}", f"BUILD_ROOT={out / 'build'}", f"MODELS_ROOT={out / 'models'}",
-        f"SUBMISSIONS={out / 'submissions'}", f"REPORTS_ROOT={out / 'reports'}", "MODEL=lgbm",
+        f"SUBMISSIONS={out / 'submissions'}", f"REPORTS_ROOT={out / 'reports'}", f"MODEL={model}",
         f"PY={sys.executable}", "WORKERS=2",
     ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
@@ -88,3 +88,13 @@ def test_stages_are_skipped_when_fresh(run, competition):
     again = make("-n", "score", data=competition, out=out)
     assert again.returncode == 0
     assert "kit features" not in again.stdout and "kit train-lgbm" not in again.stdout
+
+
+def test_lgbm_beats_the_class_prior_baseline_on_the_test_truth(run, competition):
+    cfg, _ = run
+    out = Path(cfg.build_root).parent
+    done = make("score", data=competition, out=out, model="prior")
+    assert done.returncode == 0, done.stdout + done.stderr
+    scores = {m: json.loads(cfg.submission_path(m).with_name(f"{cfg.name}-{m}.score.json").read_text())["overall"]
+              for m in ("lgbm", "prior")}
+    assert scores["lgbm"] < scores["prior"] - 0.3
