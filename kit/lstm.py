@@ -22,22 +22,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from kit import data, metric, survey
+from kit.class99 import mask_by_group
 from kit.config import Config
 from kit.errors import InputError
 from kit.files import read_json, save_proba, write_json
-from kit.sequences import SCALE_FEATURE, Sequences, iter_batches, load_sequences
+from kit.sequences import SCALE_FEATURE, Sequences, iter_batches, length_batches, load_sequences
 
 log = logging.getLogger(__name__)
 MODEL = "lstm"
 PREDICT_BLOCK = 100_000  # test objects per block of the streamed prediction
-
-
-def mask_by_group(proba: np.ndarray, galactic: np.ndarray) -> np.ndarray:
-    """Zero the other group's classes and renormalise each row (survey.allowed_classes_mask)."""
-    allowed = survey.allowed_classes_mask(galactic)
-    p = np.where(allowed, proba, 0.0)
-    total = p.sum(axis=1, keepdims=True)
-    return np.where(total > 0, p / np.where(total > 0, total, 1.0), allowed / allowed.sum(axis=1, keepdims=True))
 
 
 def aggregate_columns(frame: pd.DataFrame) -> list[str]:
@@ -55,30 +48,29 @@ def predict_proba(models: list, seqs: Sequences, pos: np.ndarray, agg: np.ndarra
 
 
 def _training_dataset(seqs, pos, agg, onehot, weights, settings, seed):
-    """tf.data over bucketed, shuffled batches; a new shuffle each epoch."""
-    import tensorflow as tf
+    """Bucketed, shuffled batches as a Keras PyDataset (any backend); a new shuffle each epoch."""
+    import keras
 
-    from kit.sequences import N_FEATURES
+    class BucketedBatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.epoch = 0
+            self.on_epoch_end()
 
-    epoch = [0]
+        def on_epoch_end(self):
+            rng = np.random.default_rng([seed, self.epoch])
+            self.epoch += 1
+            self.batches = length_batches(seqs.lengths[pos], settings.batch_size, settings.max_len, rng)
 
-    def gen():
-        rng = np.random.default_rng([seed, epoch[0]])
-        epoch[0] += 1
-        for batch, x, _ in iter_batches(seqs, pos, settings.batch_size, settings.max_len, rng):
-            yield {"seq": x, "agg": agg[batch]}, onehot[batch], weights[batch].astype(np.float32)
+        def __len__(self):
+            return len(self.batches)
 
-    signature = (
-        {
-            "seq": tf.TensorSpec((None, None, N_FEATURES), tf.float32),
-            "agg": tf.TensorSpec((None, agg.shape[1]), tf.float32),
-        },
-        tf.TensorSpec((None, len(survey.CLASSES)), tf.float32),
-        tf.TensorSpec((None,), tf.float32),
-    )
-    n_batches = -(-len(pos) // settings.batch_size)
-    dataset = tf.data.Dataset.from_generator(gen, output_signature=signature)
-    return dataset.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
+        def __getitem__(self, i):
+            batch = self.batches[i]
+            x, _ = seqs.pad(pos[batch], settings.max_len)
+            return {"seq": x, "agg": agg[batch]}, onehot[batch], weights[batch].astype(np.float32)
+
+    return BucketedBatches()
 
 
 def _monitor(val_loss, patience: int):

@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 FEATURES: tuple[str, ...] = ("log1p_dt", "flux", "flux_err", "detected") + tuple(f"band_{b}" for b in survey.PASSBANDS)
 N_FEATURES = len(FEATURES)
 MAX_LEN = 352
+#: Batches are padded to a multiple of this many steps: few distinct shapes for the compiled graph.
+PAD_QUANTUM = 16
 SCALE_FEATURE = "log_flux_scale"
 _HEADER_BYTES = 128  # fixed .npy header size, so the shape can be rewritten once the row count is known
 
@@ -210,7 +212,10 @@ class Sequences:
         """
         index = np.asarray(index)
         lens = np.minimum(self.lengths[index], max_len)
-        width = int(lens.max(initial=1)) if length is None else int(length)
+        if length is None:  # the batch's longest, rounded up so that few distinct shapes are compiled
+            width = min(-(-int(lens.max(initial=1)) // PAD_QUANTUM) * PAD_QUANTUM, max(max_len, 1))
+        else:
+            width = int(length)
         lens = np.minimum(lens, width)
         mask = np.arange(width)[None, :] < lens[:, None]
         rows = (self.offsets[index][:, None] + np.arange(width)[None, :])[mask]
