@@ -66,7 +66,7 @@ simulate: $(STAMP) ## simulate a competition into DATA (SIM_TRAIN, SIM_TEST, SEE
 	$(KIT) simulate $(ARGS) --out $(DATA) --train $(SIM_TRAIN) --test $(SIM_TEST)
 
 download: $(STAMP) ## download and unpack COMPETITION into data/<competition> with the kaggle client
-	$(KIT) download --competition $(COMPETITION) $(if $(filter command line,$(origin DATA)),--data $(DATA))
+	$(KIT) download --competition $(COMPETITION) $(if $(filter command line,$(origin DATA)),--out $(DATA))
 
 import-zenodo: $(STAMP) ## import the unblinded Zenodo release (ZENODO=folder) into DATA
 	$(KIT) import-zenodo $(ARGS) --source $(ZENODO) --out $(DATA)

@@ -136,7 +136,7 @@ def test_download_unpacks_checks_and_is_idempotent(server, env, capsys):
 
 def test_download_resumes_after_dropped_connection(server, env):
     server.drop_download_after = 200
-    assert _run("download", "--data", str(env / "mine")) == 0
+    assert _run("download", "--out", str(env / "mine")) == 0
     assert any("Range" in headers for _, _, headers in server.requests)
     assert (env / "mine" / survey.TEST_LIGHTCURVES).exists()
 

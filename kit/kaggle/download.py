@@ -41,13 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also count the rows of every file (reads all 20 GB of the real competition)")
     parser.add_argument("--force", action="store_true", help="download again even if complete")
     parser.add_argument("--keep-zip", action="store_true", help="keep the downloaded zip after unpacking")
+    parser.add_argument("--out", type=Path, default=None, help="folder to unpack into (default data/<competition>)")
 
 
 def target_folder(args: argparse.Namespace) -> Path:
-    """``--data`` when given explicitly, else ``data/<competition>``."""
-    if Path(args.data) != Config().data_dir:
-        return Path(args.data)
-    return Path("data") / args.competition
+    """``--out`` when given, else ``data/<competition>``."""
+    return Path(args.out) if args.out else Path("data") / args.competition
 
 
 def is_complete(folder: Path) -> bool:
