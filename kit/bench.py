@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -280,7 +282,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, config: Config) -> int:
     """Generate, time, print a table and write ``bench/results.json``."""
     sizes = [args.rows] if args.skip_2n else [args.rows, 2 * args.rows]
-    results = [r for n in sizes for r in bench_rows(n, config, args.bench_dir, args.model_objects)]
+    results = []
+    for n in sizes:  # each size in a fresh process, so that one size's memory does not inflate the next's
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results += pool.submit(bench_rows, n, config, args.bench_dir, args.model_objects).result()
     kit_runs = [r for r in results if r["stage"].startswith("kit")]
     paths = [r for r in results if r["stage"].startswith("LightGBM path")]
     summary = {

@@ -230,6 +230,17 @@ def _concatenate_parts(paths: list[Path], out: Path, lc_path: Path) -> int:
     return int(all_ids.size)
 
 
+def load_train_features(config: Config) -> pd.DataFrame:
+    """The training features with their labels, or a clear error saying how to build them."""
+    path = config.features_path("train")
+    if not path.exists():
+        raise InputError(f"{path}: training features not built yet. Run `make features` first.")
+    frame = pd.read_parquet(path)
+    if survey.TARGET not in frame:
+        raise InputError(f"{path}: no '{survey.TARGET}' column; rebuild the training features (make features).")
+    return frame
+
+
 def read_features(path: Path) -> pd.DataFrame:
     """Read a features parquet file, indexed by object_id."""
     return pd.read_parquet(path).set_index(survey.OBJECT_ID)

@@ -20,6 +20,7 @@ import pandas as pd
 from kit import class99, data, metric, survey
 from kit.config import Config
 from kit.errors import InputError
+from kit.featurize import load_train_features
 from kit.files import atomic_path, read_json, save_proba, write_json
 from kit.folds import load_or_make_folds
 
@@ -61,16 +62,6 @@ class LGBMSettings:
 def feature_columns(frame: pd.DataFrame) -> list[str]:
     """Every column but the id and the label."""
     return [c for c in frame.columns if c not in (survey.OBJECT_ID, survey.TARGET)]
-
-
-def load_train_features(config: Config) -> pd.DataFrame:
-    path = config.features_path("train")
-    if not path.exists():
-        raise InputError(f"{path}: training features not built yet. Run `make features` first.")
-    frame = pd.read_parquet(path)
-    if survey.TARGET not in frame:
-        raise InputError(f"{path}: no '{survey.TARGET}' column; rebuild the training features (make features).")
-    return frame
 
 
 def class_index(y: np.ndarray) -> np.ndarray:

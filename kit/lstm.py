@@ -127,12 +127,10 @@ def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
     from kit.lstm_model import LSTMSettings, Scaler, build_model
 
     settings = settings or LSTMSettings()
+    from kit.featurize import load_train_features
+
     path = config.features_path("train")
-    if not path.exists():
-        raise InputError(f"{path}: training features not built yet. Run `make features` first.")
-    frame = pd.read_parquet(path)
-    if survey.TARGET not in frame:
-        raise InputError(f"{path}: no '{survey.TARGET}' column; rebuild the training features (make features).")
+    frame = load_train_features(config)
     seqs = load_sequences(config.sequences_dir("train"))
     ids = frame[survey.OBJECT_ID].to_numpy()
     pos = seqs.positions(ids, str(config.sequences_dir("train")))
