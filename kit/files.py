@@ -15,14 +15,17 @@ from kit import survey
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: Path, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     An interrupted or failed write leaves nothing under the final name (and removes the temporary).
+    ``keep_suffix`` ends the temporary name with ``path``'s suffix, for writers that insist on one
+    (Keras wants ``.keras``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tail = f".tmp{path.suffix}" if keep_suffix else ".tmp"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{tail}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -25,7 +25,7 @@ from kit import data, metric, survey
 from kit.class99 import mask_by_group
 from kit.config import Config
 from kit.errors import InputError
-from kit.files import read_json, save_proba, write_json
+from kit.files import atomic_path, read_json, save_proba, write_json
 from kit.sequences import SCALE_FEATURE, Sequences, iter_batches, length_batches, load_sequences
 
 log = logging.getLogger(__name__)
@@ -110,13 +110,9 @@ def _monitor(val_loss, patience: int):
 
 
 def _save_keras(model, path: Path) -> None:
-    """Save a .keras file under a temporary name, then rename (Keras insists on the .keras suffix)."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    try:
+    """Save a .keras file atomically (Keras insists on the .keras suffix)."""
+    with atomic_path(path, keep_suffix=True) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
