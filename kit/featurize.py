@@ -28,7 +28,7 @@ from kit import data, lightcurves, parallel, survey
 from kit.config import Config
 from kit.errors import InputError
 from kit.features import build_features
-from kit.files import atomic_path, is_fresh, read_json, write_json, write_parquet
+from kit.files import PARQUET_OPTIONS, atomic_path, is_fresh, read_json, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 PARTS_SUFFIX = ".parts"
@@ -218,7 +218,7 @@ def _concatenate_parts(paths: list[Path], out: Path, lc_path: Path) -> int:
             writer = None
             for p in paths:
                 table = pq.read_table(p)
-                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer = writer or pq.ParquetWriter(tmp, table.schema, **PARQUET_OPTIONS)
                 writer.write_table(table)
             if writer is None:
                 pq.write_table(pa.table({survey.OBJECT_ID: pa.array([], pa.int32())}), tmp)
@@ -226,7 +226,7 @@ def _concatenate_parts(paths: list[Path], out: Path, lc_path: Path) -> int:
                 writer.close()
         else:
             frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-            frame.sort_values(survey.OBJECT_ID, kind="stable").to_parquet(tmp, index=False)
+            frame.sort_values(survey.OBJECT_ID, kind="stable").to_parquet(tmp, index=False, **PARQUET_OPTIONS)
     return int(all_ids.size)
 
 
