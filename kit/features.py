@@ -1,11 +1,10 @@
-"""Aggregate light-curve features: pure and vectorised (no Python loop over objects).
+"""Aggregate light-curve features of every object, from its light curve and metadata.
 
 Rows are grouped by runs of ``object_id`` (rows of one object are contiguous; other input is
-stably sorted first). Sums and extremes are ``ufunc.reduceat`` over each object's segment of rows
-and medians sort each segment, so an object's features depend only on its own rows and are
-bit-identical whether a file is featurised whole or in chunks. Statistics follow pandas'
-conventions: ``std`` with ddof=1, ``skew`` the adjusted Fisher-Pearson coefficient (NaN below 3
-rows, 0 for constant).
+stably sorted first). :func:`kit.aggregate.aggregate` reduces each object's rows in one compiled
+pass; this module turns those statistics into features (ratios, colours, timing, luminosities) with
+vectorised numpy over objects. An object's features depend only on its own rows, so they are
+bit-identical whether a file is featurised whole or in chunks.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from kit import survey
+from kit.aggregate import BAND_STATS, OBJECT_STATS, aggregate
 
 #: Metadata columns used as features (hostgal_specz is left out: it is missing for most test objects).
 METADATA_FEATURES: tuple[str, ...] = ("hostgal_photoz", "hostgal_photoz_err", "distmod", "mwebv", "ddf")
@@ -22,97 +22,7 @@ HUBBLE_DISTANCE_MPC = 299_792.458 / 70.0
 OMEGA_MATTER = 0.3
 _Z_GRID = np.linspace(0.0, 5.0, 2001)
 FEATURE_DTYPE = np.float32
-#: Group sizes are rounded up to a multiple of this to lay groups out as rows for medians.
-MEDIAN_WIDTH_STEP = 32
-#: Rows aggregated at once: small enough for the temporaries to stay in cache-friendly, reused memory.
-BATCH_ROWS = 250_000
 _LIGHTCURVE_VALUES = ("mjd", "passband", "flux", "flux_err", "detected")
-
-
-class _Segments:
-    """Reductions over groups stored as consecutive segments of rows (sorted group codes).
-
-    Sums are ``np.add.reduceat`` over each segment (pairwise summation of that segment's values
-    only), extremes ``reduceat`` too and medians a sort of each segment, so a group's result
-    depends only on its own rows.
-    """
-
-    def __init__(self, codes: np.ndarray, n: int) -> None:
-        self.codes = codes
-        self.n = n
-        self.sizes = np.bincount(codes, minlength=n)
-        self.count = self.sizes.astype(np.float64)
-        self.starts = np.concatenate(([0], np.cumsum(self.sizes[:-1]))).astype(np.int64)
-        self.nonempty = self.sizes > 0
-
-    def _reduce(self, ufunc: np.ufunc, x: np.ndarray, empty: float) -> np.ndarray:
-        out = np.full(self.n, empty)
-        if x.size:
-            out[self.nonempty] = ufunc.reduceat(x, self.starts[self.nonempty])
-        return out
-
-    def expand(self, per_group: np.ndarray) -> np.ndarray:
-        """Each group's value repeated on its rows."""
-        return np.repeat(per_group, self.sizes)
-
-    def sum(self, x: np.ndarray) -> np.ndarray:
-        return self._reduce(np.add, np.asarray(x, dtype=np.float64), 0.0)
-
-    def min(self, x: np.ndarray) -> np.ndarray:
-        return self._reduce(np.minimum, x, np.nan)
-
-    def max(self, x: np.ndarray) -> np.ndarray:
-        return self._reduce(np.maximum, x, np.nan)
-
-    def mean(self, x: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return self.sum(x) / self.count
-
-    def std(self, x: np.ndarray) -> np.ndarray:
-        d = x - self.expand(self.mean(x))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.sqrt(self.sum(d * d) / (self.count - 1))
-
-    def skew(self, x: np.ndarray) -> np.ndarray:
-        n = self.count
-        mean = self.mean(x)
-        d = x - self.expand(mean)
-        d2 = d * d
-        m2 = self.sum(d2) / n
-        m3 = self.sum(d2 * d) / n
-        with np.errstate(invalid="ignore", divide="ignore"):
-            g1 = m3 / m2**1.5 * np.sqrt(n * (n - 1)) / (n - 2)
-        g1 = np.where(m2 <= 1e-14 * np.maximum(1.0, mean**2), 0.0, g1)
-        return np.where(n < 3, np.nan, g1)
-
-    def median(self, x: np.ndarray) -> np.ndarray:
-        """Per-group median (mean of the two middle values) of values exact in float32.
-
-        Groups of similar size are laid out as the rows of a float32 matrix padded with +inf
-        (widths rounded up to ``MEDIAN_WIDTH_STEP``) and sorted along the rows: many short sorts
-        are far faster than one long one.
-        """
-        x32 = np.ascontiguousarray(x, dtype=np.float32)
-        if not np.array_equal(x32, x, equal_nan=True):
-            raise ValueError("median expects values exact in float32")
-        out = np.full(self.n, np.nan)
-        widths = -(-self.sizes // MEDIAN_WIDTH_STEP) * MEDIAN_WIDTH_STEP
-        row_width = self.expand(widths)
-        position = np.arange(x32.size) - self.expand(self.starts)
-        for width in np.unique(widths[self.nonempty]):
-            groups = np.flatnonzero(widths == width)
-            rows = row_width == width
-            slot = np.zeros(self.n, dtype=np.int64)
-            slot[groups] = np.arange(groups.size)
-            matrix = np.full((groups.size, width), np.inf, dtype=np.float32)
-            matrix[slot[self.codes[rows]], position[rows]] = x32[rows]
-            matrix.sort(axis=1)
-            size = self.sizes[groups]
-            line = np.arange(groups.size)
-            low = matrix[line, (size - 1) // 2].astype(np.float64)
-            high = matrix[line, size // 2].astype(np.float64)
-            out[groups] = 0.5 * (low + high)
-        return out
 
 
 def luminosity_distance_mpc(z: np.ndarray) -> np.ndarray:
@@ -162,12 +72,8 @@ def build_features(lightcurves: pd.DataFrame, metadata: pd.DataFrame | None) -> 
         columns.append(values if order is None else values[order])
     starts = _run_starts(ids)
     object_ids = ids[starts]
-    cuts = _batch_cuts(starts, ids.size, BATCH_ROWS)
-    batches = [
-        _light_curve_features(ids[lo:hi], *(x[lo:hi] for x in columns))
-        for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)
-    ]
-    f = {k: np.concatenate([batch[k] for batch in batches]) for k in batches[0]}
+    objects, bands = aggregate(np.append(starts, ids.size), *columns)
+    f = _light_curve_features(objects, bands)
     _add_metadata_features(f, _metadata_for(object_ids, metadata))
     out = pd.DataFrame({k: np.asarray(v, dtype=FEATURE_DTYPE) for k, v in f.items()})
     out.index = pd.Index(object_ids.astype(np.int64), name=survey.OBJECT_ID)
@@ -181,89 +87,52 @@ def _run_starts(ids: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
 
 
-def _batch_cuts(starts: np.ndarray, n_rows: int, batch_rows: int) -> np.ndarray:
-    """Row offsets that cut the rows into batches of about ``batch_rows`` whole objects."""
-    if n_rows == 0:
-        return np.zeros(2, dtype=np.int64)  # one empty batch
-    wanted = np.arange(batch_rows, n_rows, batch_rows)
-    cuts = starts[np.searchsorted(starts, wanted).clip(max=starts.size - 1)]
-    return np.unique(np.concatenate(([0], cuts, [n_rows])))
-
-
-def _light_curve_features(
-    ids: np.ndarray, mjd: np.ndarray, band: np.ndarray, flux: np.ndarray, flux_err: np.ndarray, detected: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Features of the light curves alone, for rows sorted by (contiguous) ``ids``."""
-    mjd, band, flux, flux_err, detected = (x.astype(np.float64) for x in (mjd, band, flux, flux_err, detected))
-    starts = _run_starts(ids)
-    n = starts.size
-    codes = np.repeat(np.arange(n), np.diff(np.append(starts, ids.size)))
-    g = _Segments(codes, n)
+def _light_curve_features(objects: np.ndarray, bands: np.ndarray) -> dict[str, np.ndarray]:
+    """Features of the light curves alone, from :func:`kit.aggregate.aggregate`'s statistics."""
+    raw = {k: objects[:, i] for i, k in enumerate(OBJECT_STATS)}
     f: dict[str, np.ndarray] = {}
     # --- the public kernel's seed set, and a few cheap extras -----------------------------
-    f["mjd_min"], f["mjd_max"], f["n_obs"] = g.min(mjd), g.max(mjd), g.count
+    f["mjd_min"], f["mjd_max"], f["n_obs"] = raw["mjd_min"], raw["mjd_max"], raw["n_obs"]
     f["mjd_range"] = f["mjd_max"] - f["mjd_min"]
-    for name, x in (("passband", band), ("flux", flux), ("flux_err", flux_err)):
-        f[f"{name}_min"], f[f"{name}_max"] = g.min(x), g.max(x)
-        f[f"{name}_mean"], f[f"{name}_median"], f[f"{name}_std"] = g.mean(x), g.median(x), g.std(x)
-        if name != "passband":
-            f[f"{name}_skew"] = g.skew(x)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        snr = flux / flux_err
-    ratio_sq = snr**2
-    flux_by_ratio_sq = flux * ratio_sq
-    f["detected_mean"], f["n_detected"] = g.mean(detected), g.sum(detected)
-    f["flux_ratio_sq_sum"], f["flux_ratio_sq_skew"] = g.sum(ratio_sq), g.skew(ratio_sq)
-    f["flux_by_flux_ratio_sq_sum"], f["flux_by_flux_ratio_sq_skew"] = g.sum(flux_by_ratio_sq), g.skew(flux_by_ratio_sq)
+    for name in ("passband", "flux", "flux_err"):
+        stats = ("min", "max", "mean", "median", "std") + (("skew",) if name != "passband" else ())
+        f.update({f"{name}_{stat}": raw[f"{name}_{stat}"] for stat in stats})
+    f["detected_mean"], f["n_detected"] = _ratio(raw["n_detected"], raw["n_obs"]), raw["n_detected"]
+    for key in ("flux_ratio_sq_sum", "flux_ratio_sq_skew", "flux_by_flux_ratio_sq_sum", "flux_by_flux_ratio_sq_skew"):
+        f[key] = raw[key]
     f["flux_w_mean"] = _ratio(f["flux_by_flux_ratio_sq_sum"], f["flux_ratio_sq_sum"])
     f["flux_diff"] = f["flux_max"] - f["flux_min"]
     f["flux_diff_by_mean"] = _ratio(f["flux_diff"], f["flux_mean"])
     f["flux_diff_by_w_mean"] = _ratio(f["flux_diff"], f["flux_w_mean"])
-    f["snr_max"], f["snr_min"] = g.max(snr), g.min(snr)
-    f["abs_flux_max"] = g.max(np.abs(flux))
+    f["snr_max"], f["snr_min"], f["abs_flux_max"] = raw["snr_max"], raw["snr_min"], raw["abs_flux_max"]
 
-    # --- timing: detected window, rise and decline around the peak --------------------------
-    is_det = detected > 0
-    f["det_mjd_min"] = g.min(np.where(is_det, mjd, np.inf))
-    f["det_mjd_max"] = g.max(np.where(is_det, mjd, -np.inf))
-    f["det_window"] = f["det_mjd_max"] - f["det_mjd_min"]
-    peak_mjd = g.min(np.where(flux == g.expand(f["flux_max"]), mjd, np.inf))
-    f["rise_time"] = peak_mjd - f["det_mjd_min"]
-    f["decline_time"] = f["det_mjd_max"] - peak_mjd
-    f["det_flux_mean"] = _ratio(g.sum(np.where(is_det, flux, 0.0)), f["n_detected"])
-    for key in ("det_mjd_min", "det_mjd_max", "det_window", "rise_time", "decline_time"):
-        f[key] = np.where(np.isfinite(f[key]), f[key], np.nan)
-    del f["det_mjd_min"], f["det_mjd_max"]  # absolute dates say nothing about the class
+    # --- timing: detected window, rise and decline around the peak (absolute dates left out) --
+    with np.errstate(invalid="ignore"):
+        f["det_window"] = raw["det_mjd_max"] - raw["det_mjd_min"]
+        f["rise_time"] = raw["peak_mjd"] - raw["det_mjd_min"]
+        f["decline_time"] = raw["det_mjd_max"] - raw["peak_mjd"]
+    for key in ("det_window", "rise_time", "decline_time"):
+        f[key] = _finite_or_nan(f[key])
+    f["det_flux_mean"] = _ratio(raw["det_flux_sum"], f["n_detected"])
 
     # --- per passband ------------------------------------------------------------------------
-    nb = survey.N_PASSBANDS
-    band_codes = codes * nb + band.astype(np.int64).clip(0, nb - 1)
-    border = np.argsort(band_codes, kind="stable")
-    b = _Segments(band_codes[border], n * nb)
-    bflux, bsnr, bdet = flux[border], snr[border], is_det[border]
-    per_band = {
-        "n_obs": b.count,
-        "flux_mean": b.mean(bflux),
-        "flux_std": b.std(bflux),
-        "flux_max": b.max(bflux),
-        "flux_min": b.min(bflux),
-        "flux_err_mean": b.mean(flux_err[border]),
-        "snr_max": b.max(bsnr),
-        "det_flux_max": b.max(np.where(bdet, bflux, -np.inf)),
-        "flux_w_mean": _ratio(b.sum(bflux * bsnr**2), b.sum(bsnr**2)),
-    }
-    per_band["det_flux_max"] = np.where(np.isfinite(per_band["det_flux_max"]), per_band["det_flux_max"], np.nan)
-    grids = {k: v.reshape(n, nb) for k, v in per_band.items()}
+    grids = {k: bands[:, :, i] for i, k in enumerate(BAND_STATS)}
+    grids["det_flux_max"] = _finite_or_nan(grids["det_flux_max"])
+    grids["flux_w_mean"] = _ratio(grids.pop("w_num"), grids.pop("w_den"))
     for k, grid in grids.items():
         for i, letter in enumerate(survey.PASSBANDS):
             f[f"{k}_{letter}"] = grid[:, i]
     peaks = grids["flux_max"]
     for i, letter in enumerate(survey.PASSBANDS):
         f[f"peak_ratio_{letter}"] = _ratio(peaks[:, i], f["abs_flux_max"])
-    for i in range(nb - 1):
+    for i in range(survey.N_PASSBANDS - 1):
         a, c = peaks[:, i], peaks[:, i + 1]
         f[f"colour_{survey.PASSBANDS[i]}{survey.PASSBANDS[i + 1]}"] = _ratio(a - c, np.abs(a) + np.abs(c))
     return f
+
+
+def _finite_or_nan(x: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(x), x, np.nan)
 
 
 def _add_metadata_features(f: dict[str, np.ndarray], meta: dict[str, np.ndarray]) -> None:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from kit import data, lightcurves, parallel, survey
+from kit import data, idsets, lightcurves, parallel, survey
 from kit.config import Config
 from kit.errors import InputError
 from kit.features import build_features
@@ -63,8 +63,12 @@ def part_path(parts_dir: Path, index: int) -> Path:
 
 @functools.lru_cache(maxsize=2)
 def _metadata(path: str, mtime_ns: int) -> pd.DataFrame:
-    """Test metadata, read once per worker process (keyed by modification time)."""
-    return data.read_metadata(Path(path))
+    """Test metadata sorted by object_id, read once per process (keyed by modification time).
+
+    The parent reads it before the workers start, so forked workers inherit it.
+    """
+    frame = data.read_metadata(Path(path))
+    return frame.sort_values(survey.OBJECT_ID, kind="stable", ignore_index=True)
 
 
 def featurize_part(task: PartTask) -> PartResult:
@@ -103,9 +107,9 @@ def build_train(config: Config, force: bool = False) -> Path:
 
 def check_overlap(lc_ids: np.ndarray, meta_ids: np.ndarray, lc_path: Path, meta_path: Path) -> None:
     """Warn about objects present on one side only; raise if no object is on both sides."""
-    only_lc = np.setdiff1d(lc_ids, meta_ids)
-    only_meta = np.setdiff1d(meta_ids, lc_ids)
-    if len(lc_ids) and len(only_lc) == len(np.unique(lc_ids)):
+    lc_ids, meta_ids = idsets.unique(lc_ids), idsets.unique(meta_ids)
+    only_lc, only_meta = idsets.absent(lc_ids, meta_ids), idsets.absent(meta_ids, lc_ids)
+    if lc_ids.size and only_lc.size == lc_ids.size:
         raise InputError(
             f"{lc_path} and {meta_path} share no object_id (e.g. light curves of {only_lc[:N_EXAMPLES].tolist()}, "
             f"metadata of {meta_ids[:N_EXAMPLES].tolist()}): are they from the same competition folder?"
@@ -175,7 +179,7 @@ def build_test(config: Config, force: bool = False) -> Path:
         log.info("%s is up to date", out)
         return out
     lightcurves.read_header(lc_path)
-    meta = data.read_metadata(meta_path)
+    meta = _metadata(str(meta_path), meta_path.stat().st_mtime_ns)
     ranges = None
     if not lightcurves.is_compressed(lc_path):
         rows_estimate = lc_path.stat().st_size / lightcurves.BYTES_PER_ROW
@@ -192,42 +196,52 @@ def build_test(config: Config, force: bool = False) -> Path:
     if skipped:
         log.info("resumed: %d finished part(s) kept from an earlier run", len(skipped))
     paths = sorted(parts_dir.glob("part-*.parquet"))
-    n_objects = _concatenate_parts(paths, out, lc_path)
-    ids = pq.read_table(out, columns=[survey.OBJECT_ID]).column(0).to_numpy()
+    ids = _concatenate_parts(paths, out, lc_path)
     check_overlap(ids, meta[survey.OBJECT_ID].to_numpy(), lc_path, meta_path)
-    log.info("wrote %s: %d objects from %d part(s)", out, n_objects, len(paths))
+    log.info("wrote %s: %d objects from %d part(s)", out, ids.size, len(paths))
     return out
 
 
-def _concatenate_parts(paths: list[Path], out: Path, lc_path: Path) -> int:
-    """Join the parts into one parquet file sorted by object_id; raise if an object is in two parts."""
-    ids = [pq.read_table(p, columns=[survey.OBJECT_ID]).column(0).to_numpy() for p in paths]
-    all_ids = np.concatenate(ids) if ids else np.empty(0, dtype=np.int32)
-    ascending = all_ids.size < 2 or bool((all_ids[1:] > all_ids[:-1]).all())
-    if not ascending:
-        unique, counts = np.unique(all_ids, return_counts=True)
-        if (counts > 1).any():
-            dup = unique[counts > 1]
-            raise InputError(
-                f"{lc_path}: the rows of {dup.size} object(s) are not contiguous (e.g. {dup[:N_EXAMPLES].tolist()} "
-                "appear in separate parts of the file). Sort the file by object_id, keeping each object's rows "
-                "together."
-            )
+def _concatenate_parts(paths: list[Path], out: Path, lc_path: Path) -> np.ndarray:
+    """Join the parts into one parquet file sorted by object_id; its object ids.
+
+    Parts of a file in object order are copied in turn; otherwise they are joined and sorted, and
+    an object found in two parts is an error (its rows were not contiguous).
+    """
     with atomic_path(out) as tmp:
-        if ascending:
-            writer = None
-            for p in paths:
-                table = pq.read_table(p)
+        writer, ids, ascending = None, [], True
+        for p in paths:
+            table = pq.read_table(p)
+            part_ids = table.column(survey.OBJECT_ID).to_numpy()
+            if part_ids.size and ids and ids[-1].size and part_ids[0] <= ids[-1][-1]:
+                ascending = False
+            ids.append(part_ids)
+            if ascending:
                 writer = writer or pq.ParquetWriter(tmp, table.schema, **PARQUET_OPTIONS)
                 writer.write_table(table)
-            if writer is None:
-                pq.write_table(pa.table({survey.OBJECT_ID: pa.array([], pa.int32())}), tmp)
-            else:
-                writer.close()
-        else:
+        if writer is not None:
+            writer.close()
+        all_ids = np.concatenate(ids) if ids else np.empty(0, dtype=np.int32)
+        if not ascending:
+            _check_unique_objects(all_ids, lc_path)
             frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-            frame.sort_values(survey.OBJECT_ID, kind="stable").to_parquet(tmp, index=False, **PARQUET_OPTIONS)
-    return int(all_ids.size)
+            frame = frame.sort_values(survey.OBJECT_ID, kind="stable")
+            frame.to_parquet(tmp, index=False, **PARQUET_OPTIONS)
+            all_ids = frame[survey.OBJECT_ID].to_numpy()
+        elif writer is None:
+            pq.write_table(pa.table({survey.OBJECT_ID: pa.array([], pa.int32())}), tmp)
+    return all_ids
+
+
+def _check_unique_objects(ids: np.ndarray, lc_path: Path) -> None:
+    unique, counts = idsets.unique_counts(ids)
+    if (counts > 1).any():
+        dup = unique[counts > 1]
+        raise InputError(
+            f"{lc_path}: the rows of {dup.size} object(s) are not contiguous (e.g. {dup[:N_EXAMPLES].tolist()} "
+            "appear in separate parts of the file). Sort the file by object_id, keeping each object's rows "
+            "together."
+        )
 
 
 def load_train_features(config: Config) -> pd.DataFrame:

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from kit import survey
+from kit import fastcsv, idsets, survey
 from kit.data import check_columns
 from kit.errors import InputError
 
@@ -30,8 +30,10 @@ from kit.errors import InputError
 BYTES_PER_ROW = 42
 #: Smallest raw block read at once (the header and a few rows must fit).
 MIN_BLOCK_BYTES = 4096
-#: Largest raw block read at once when a whole file is read.
-MAX_BLOCK_BYTES = 64 * 2**20
+#: Largest raw block parsed at once. Measured on a 77 MB byte range: blocks of 16-20 MB parse
+#: in 0.32 s; one 77 MB block costs 0.6-0.9 s in a fresh worker (fresh allocator memory) and
+#: 1 MB blocks 0.6 s (per-call costs).
+MAX_BLOCK_BYTES = 16 * 2**20
 #: File line number of the first data row (the header is line 1).
 _FIRST_DATA_LINE = 2
 _ARROW_TYPES: dict[str, pa.DataType] = {c: pa.from_numpy_dtype(t) for c, t in survey.LIGHTCURVE_DTYPES.items()}
@@ -83,6 +85,9 @@ def _parse_block(data: bytes, columns: list[str], path: Path, first_line: int, a
     """
     if not data or data.isspace():
         return _empty_frame()
+    fast = fastcsv.parse(data, columns)
+    if fast is not None:
+        return fast
     try:
         table = pacsv.read_csv(
             pa.py_buffer(data),
@@ -155,8 +160,7 @@ def check_contiguous(ids: np.ndarray, path: Path, first_line: int, seen: np.ndar
     """
     starts = _run_starts(ids)
     run_ids = ids[starts]
-    unique = np.unique(run_ids)
-    if unique.size != run_ids.size:
+    if idsets.unique(run_ids).size != run_ids.size:
         order = np.argsort(run_ids, kind="stable")
         dup = np.flatnonzero(run_ids[order][1:] == run_ids[order][:-1])
         again = order[dup + 1]
@@ -267,7 +271,7 @@ def iter_object_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         carry, carry_line = frame.iloc[last_start:].reset_index(drop=True), line + last_start
         if last_start == 0:
             continue
-        seen = np.union1d(seen, ids[:last_start])
+        seen = idsets.merge(seen, ids[:last_start])
         yield frame.iloc[:last_start].reset_index(drop=True)
     if len(carry):
         yield carry
@@ -335,12 +339,26 @@ def read_byte_range(path: Path, start: int, end: int, use_threads: bool = False)
         data = f.read(end - start)
     at_eof = end >= path.stat().st_size
     try:
-        frame = _parse_block(data, columns, path, _FIRST_DATA_LINE, at_eof)
+        frame = _parse_blocks(data, columns, path, _FIRST_DATA_LINE, at_eof)
         check_contiguous(frame[survey.OBJECT_ID].to_numpy(), path, _FIRST_DATA_LINE)
     except InputError:
         # Rare path: redo with the true line number of the range's start for the message.
         with open(path, "rb") as f:
             first_line = f.read(start).count(b"\n") + 1
-        frame = _parse_block(data, columns, path, first_line, at_eof)
+        frame = _parse_blocks(data, columns, path, first_line, at_eof)
         check_contiguous(frame[survey.OBJECT_ID].to_numpy(), path, first_line)
     return frame
+
+
+def _parse_blocks(data: bytes, columns: list[str], path: Path, first_line: int, at_eof: bool) -> pd.DataFrame:
+    """Parse complete lines in blocks of at most about ``MAX_BLOCK_BYTES``, cut at line ends."""
+    frames, begin, line = [], 0, first_line
+    while begin < len(data):
+        cut = data.find(b"\n", begin + MAX_BLOCK_BYTES) + 1 or len(data)
+        frame = _parse_block(data[begin:cut], columns, path, line, at_eof and cut == len(data))
+        frames.append(frame)
+        line += len(frame)
+        begin = cut
+    if len(frames) <= 1:
+        return frames[0] if frames else _empty_frame()
+    return pd.concat(frames, ignore_index=True)

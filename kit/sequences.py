@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import survey
+from kit import idsets, survey
 from kit.config import Config
 from kit.errors import InputError
 from kit.files import is_fresh
@@ -142,7 +142,7 @@ def build_sequences(chunks: Iterable[pd.DataFrame], out_dir: Path) -> dict:
             fh.seek(0)
             fh.write(_npy_header((rows, N_FEATURES)))
         object_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-        if len(np.unique(object_ids)) != len(object_ids):
+        if len(idsets.unique(object_ids)) != len(object_ids):
             raise InputError(f"{out_dir}: an object's rows are split across chunks; they must be contiguous.")
         np.save(tmp / "object_ids.npy", object_ids)
         np.save(tmp / "offsets.npy", np.concatenate([[0], np.cumsum(np.concatenate(lengths or [[]]))]).astype(np.int64))

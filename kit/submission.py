@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from kit import class99, files, metric, survey
+from kit import class99, files, idsets, metric, survey
 from kit.config import Config
 from kit.errors import InputError
 
@@ -166,7 +166,7 @@ def make_submission(config: Config, model: str) -> Path:
     meta_ids = meta[survey.OBJECT_ID].to_numpy()
     order = pd.Index(ids).get_indexer(meta_ids)
     missing = meta_ids[order < 0]
-    extra = np.setdiff1d(ids, meta_ids)
+    extra = idsets.absent(ids, meta_ids)
     if missing.size or extra.size or len(ids) != len(meta_ids):
         raise InputError(
             f"{pred_path}: object_ids do not match {config.test_metadata}: "

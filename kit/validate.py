@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from kit import survey
+from kit import idsets, survey
 from kit.config import Config
 from kit.errors import InputError
 
@@ -111,14 +111,14 @@ def _check_ids(ids: np.ndarray, meta_ids: np.ndarray, max_examples: int) -> list
     problems = []
     if len(ids) != len(meta_ids):
         problems.append(f"wrong row count: {len(ids)} rows for {len(meta_ids)} test objects (one row per object)")
-    uniq, counts = np.unique(ids, return_counts=True)
+    uniq, counts = idsets.unique_counts(ids)
     dup = uniq[counts > 1]
     if dup.size:
         problems.append(f"duplicate object_ids ({dup.size}): {_examples(dup, max_examples)}")
-    unknown = np.setdiff1d(uniq, meta_ids, assume_unique=False)
+    unknown = idsets.absent(uniq, meta_ids)
     if unknown.size:
         problems.append(f"object_ids not in the test metadata ({unknown.size}): {_examples(unknown, max_examples)}")
-    missing = np.setdiff1d(meta_ids, uniq)
+    missing = idsets.absent(meta_ids, uniq)
     if missing.size:
         problems.append(f"object_ids of the test metadata missing ({missing.size}): {_examples(missing, max_examples)}")
     return problems

@@ -8,7 +8,7 @@ import pytest
 
 from kit import survey
 from kit.bench import write_synthetic
-from kit.features import _Segments, build_features, feature_names, luminosity_distance_mpc
+from kit.features import build_features, feature_names, luminosity_distance_mpc
 from kit.lightcurves import iter_object_chunks, read_lightcurves
 
 SEED_FEATURE_COUNT = 30
@@ -69,18 +69,6 @@ def test_matches_pandas_groupby(tmp_path):
     })
     for col in ref:
         np.testing.assert_allclose(f[col].to_numpy(np.float64), ref[col].to_numpy(np.float64), rtol=2e-4, atol=1e-4)
-
-
-def test_segment_median_for_every_group_size():
-    rng = np.random.default_rng(0)
-    sizes = np.concatenate((np.arange(1, 70), rng.integers(1, 400, 200), [0, 0, 1000]))
-    rng.shuffle(sizes)
-    codes = np.repeat(np.arange(sizes.size), sizes)
-    x = rng.normal(0, 50, codes.size).astype(np.float32).astype(np.float64)
-    x[rng.random(x.size) < 0.2] = 3.0  # ties
-    got = _Segments(codes, sizes.size).median(x)
-    want = pd.Series(x).groupby(codes).median().reindex(range(sizes.size)).to_numpy()
-    np.testing.assert_array_equal(got, want)
 
 
 def test_chunked_equals_whole_exactly(tmp_path):
