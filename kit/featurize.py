@@ -189,48 +189,70 @@ def build_test(config: Config, force: bool = False) -> Path:
     _prepare_parts_dir(parts_dir, _manifest(config, ranges), force)
     skipped: list[int] = []
     total = lc_path.stat().st_size / lightcurves.BYTES_PER_ROW if ranges is not None else None
-    with tqdm(total=total, unit="rows", unit_scale=True, desc="features test", file=sys.stderr, smoothing=0.1) as bar:
+    with (
+        atomic_path(out) as tmp,
+        tqdm(total=total, unit="rows", unit_scale=True, desc="features test", file=sys.stderr, smoothing=0.1) as bar,
+    ):
+        join = _PartJoin(parts_dir, tmp)
         tasks = _test_tasks(config, parts_dir, ranges, skipped)
         for result in parallel.map_unordered(featurize_part, tasks, config.workers, config.scheduler):
             bar.update(result.rows)
+            join.finished(result.index)
+            join.finished(*skipped)
+        join.finished(*skipped)
+        ids = join.close(sorted(parts_dir.glob("part-*.parquet")), lc_path)
     if skipped:
         log.info("resumed: %d finished part(s) kept from an earlier run", len(skipped))
-    paths = sorted(parts_dir.glob("part-*.parquet"))
-    ids = _concatenate_parts(paths, out, lc_path)
     check_overlap(ids, meta[survey.OBJECT_ID].to_numpy(), lc_path, meta_path)
-    log.info("wrote %s: %d objects from %d part(s)", out, ids.size, len(paths))
+    log.info("wrote %s: %d objects", out, ids.size)
     return out
 
 
-def _concatenate_parts(paths: list[Path], out: Path, lc_path: Path) -> np.ndarray:
-    """Join the parts into one parquet file sorted by object_id; its object ids.
+class _PartJoin:
+    """Appends finished parts to the joined file in part order, while later parts are still running.
 
-    Parts of a file in object order are copied in turn; otherwise they are joined and sorted, and
-    an object found in two parts is an error (its rows were not contiguous).
+    Parts of a file in object order join by plain appending, overlapped with the featurisation;
+    otherwise :meth:`close` joins and sorts them, and an object found in two parts is an error (its
+    rows were not contiguous).
     """
-    with atomic_path(out) as tmp:
-        writer, ids, ascending = None, [], True
-        for p in paths:
-            table = pq.read_table(p)
-            part_ids = table.column(survey.OBJECT_ID).to_numpy()
-            if part_ids.size and ids and ids[-1].size and part_ids[0] <= ids[-1][-1]:
-                ascending = False
-            ids.append(part_ids)
-            if ascending:
-                writer = writer or pq.ParquetWriter(tmp, table.schema, **PARQUET_OPTIONS)
-                writer.write_table(table)
-        if writer is not None:
-            writer.close()
-        all_ids = np.concatenate(ids) if ids else np.empty(0, dtype=np.int32)
-        if not ascending:
-            _check_unique_objects(all_ids, lc_path)
-            frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-            frame = frame.sort_values(survey.OBJECT_ID, kind="stable")
-            frame.to_parquet(tmp, index=False, **PARQUET_OPTIONS)
-            all_ids = frame[survey.OBJECT_ID].to_numpy()
-        elif writer is None:
-            pq.write_table(pa.table({survey.OBJECT_ID: pa.array([], pa.int32())}), tmp)
-    return all_ids
+
+    def __init__(self, parts_dir: Path, tmp: Path) -> None:
+        self.parts_dir, self.tmp = parts_dir, tmp
+        self.writer: pq.ParquetWriter | None = None
+        self.done: set[int] = set()
+        self.next = 0
+        self.ids: list[np.ndarray] = []
+        self.ascending = True
+
+    def finished(self, *indices: int) -> None:
+        """Note finished parts and append every part that is now next in order."""
+        self.done.update(indices)
+        while self.ascending and self.next in self.done:
+            self._append(pq.read_table(part_path(self.parts_dir, self.next)))
+            self.next += 1
+
+    def _append(self, table: pa.Table) -> None:
+        ids = table.column(survey.OBJECT_ID).to_numpy()
+        if ids.size and self.ids and self.ids[-1].size and ids[0] <= self.ids[-1][-1]:
+            self.ascending = False
+            return
+        self.ids.append(ids)
+        self.writer = self.writer or pq.ParquetWriter(self.tmp, table.schema, **PARQUET_OPTIONS)
+        self.writer.write_table(table)
+
+    def close(self, paths: list[Path], lc_path: Path) -> np.ndarray:
+        """Finish the joined file from all of ``paths``; its object ids."""
+        if self.writer is not None:
+            self.writer.close()
+        if self.ascending and self.next == len(paths):
+            if self.writer is None:
+                pq.write_table(pa.table({survey.OBJECT_ID: pa.array([], pa.int32())}), self.tmp)
+            return np.concatenate(self.ids) if self.ids else np.empty(0, dtype=np.int32)
+        frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+        _check_unique_objects(frame[survey.OBJECT_ID].to_numpy(), lc_path)
+        frame = frame.sort_values(survey.OBJECT_ID, kind="stable")
+        frame.to_parquet(self.tmp, index=False, **PARQUET_OPTIONS)
+        return frame[survey.OBJECT_ID].to_numpy()
 
 
 def _check_unique_objects(ids: np.ndarray, lc_path: Path) -> None:
