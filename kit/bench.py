@@ -271,7 +271,19 @@ def bench_rows(
     total = {"stage": "LightGBM path, CSV to validated file", "rows": actual_rows, "objects": n_objects,
              "seconds": path_s, "rows_per_s": actual_rows / path_s, "objects_per_s": n_objects / path_s,
              "peak_rss_mb": max(r["peak_rss_mb"] for r in [kit, *stages])}
-    return [kit, kernel, *stages, total]
+    stats: dict = {}
+    sequences = timed("sequences (ragged, streamed)", actual_rows, lambda: _sequences(cfg, stats))
+    sequences["mb_per_million_rows"] = stats["bytes_per_million_rows"] / 1e6
+    return [kit, kernel, *stages, total, sequences]
+
+
+def _sequences(cfg: Config, stats: dict) -> int:
+    """Build the test sequences in one streamed pass, filling ``stats``; the number of objects."""
+    from kit.lightcurves import iter_object_chunks
+    from kit.sequences import build_sequences
+
+    stats.update(build_sequences(iter_object_chunks(cfg.test_lightcurves, cfg.chunk_rows), cfg.sequences_dir("test")))
+    return stats["n_objects"]
 
 
 def _fastest(runs: list[dict], rows: int, n_bytes: int) -> dict:
@@ -306,6 +318,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             results += pool.submit(bench_rows, n, config, args.bench_dir, args.model_objects, args.repeat).result()
     kit_runs = [r for r in results if r["stage"].startswith("kit")]
     paths = [r for r in results if r["stage"].startswith("LightGBM path")]
+    seqs = [r for r in results if r["stage"].startswith("sequences")]
     summary = {
         "results": results,
         "extrapolated_full_test_s": kit_runs[-1]["seconds"] / kit_runs[-1]["rows"] * REAL_TEST_ROWS,
@@ -323,5 +336,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
     print(f"extrapolated to the real {REAL_TEST_ROWS:,} rows: featurisation "
           f"{summary['extrapolated_full_test_s'] / 60:.1f} min, whole LightGBM path "
           f"{summary['extrapolated_full_path_s'] / 60:.1f} min; peak RSS {summary['peak_rss_mb']:,.0f} MB")
+    print(f"sequences on disk: {seqs[-1]['mb_per_million_rows']:.1f} MB per million rows")
     write_json(args.bench_dir / "results.json", json.loads(json.dumps(summary, default=float)))
     return 0

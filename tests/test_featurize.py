@@ -135,10 +135,12 @@ def test_cli_command_and_bench_small(comp, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "public kernel" in text and "extrapolated" in text
     results = bench.json.loads((bench_dir / "results.json").read_text())["results"]
+    kit_run = next(r for r in results if r["stage"].startswith("kit"))
     assert {r["stage"].split(" (")[0] for r in results} == {
         "kit features", "public kernel", "fold models predict", "class 99 + write .csv.gz", "validate .csv.gz",
-        "LightGBM path, CSV to validated file"}
-    kit_run = next(r for r in results if r["stage"].startswith("kit"))
+        "LightGBM path, CSV to validated file", "sequences"}
+    seqs = next(r for r in results if r["stage"].startswith("sequences"))
+    assert seqs["objects"] == kit_run["objects"] and 30 < seqs["mb_per_million_rows"] < 60
     assert len(kit_run["all_seconds"]) == 2 and kit_run["seconds"] == min(kit_run["all_seconds"])
     written = next(r for r in results if r["stage"] == "class 99 + write .csv.gz")
     assert written["objects"] == next(r for r in results if r["stage"].startswith("kit"))["objects"]
