@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kit import survey
+from kit import idsets, survey
 from kit.aggregate import BAND_STATS, OBJECT_STATS, aggregate
 
 #: Metadata columns used as features (hostgal_specz is left out: it is missing for most test objects).
@@ -70,7 +70,7 @@ def build_features(lightcurves: pd.DataFrame, metadata: pd.DataFrame | None) -> 
     for name in _LIGHTCURVE_VALUES:
         values = lightcurves[name].to_numpy()
         columns.append(values if order is None else values[order])
-    starts = _run_starts(ids)
+    starts = idsets.run_starts(ids)
     object_ids = ids[starts]
     objects, bands = aggregate(np.append(starts, ids.size), *columns)
     f = _light_curve_features(objects, bands)
@@ -78,13 +78,6 @@ def build_features(lightcurves: pd.DataFrame, metadata: pd.DataFrame | None) -> 
     out = pd.DataFrame({k: np.asarray(v, dtype=FEATURE_DTYPE) for k, v in f.items()})
     out.index = pd.Index(object_ids.astype(np.int64), name=survey.OBJECT_ID)
     return out
-
-
-def _run_starts(ids: np.ndarray) -> np.ndarray:
-    """Positions where a new run of equal ids begins."""
-    if ids.size == 0:
-        return np.empty(0, dtype=np.int64)
-    return np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
 
 
 def _light_curve_features(objects: np.ndarray, bands: np.ndarray) -> dict[str, np.ndarray]:

@@ -18,13 +18,20 @@ def is_sorted(ids: np.ndarray, strict: bool = False) -> bool:
     return bool((ids[1:] > ids[:-1]).all() if strict else (ids[1:] >= ids[:-1]).all())
 
 
+def run_starts(ids: np.ndarray) -> np.ndarray:
+    """Positions where a new run of equal ids begins (an object's first row in a light curve)."""
+    if ids.size == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
+
+
 def unique_counts(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct ids, ascending, and how often each occurs (``np.unique(..., return_counts=True)``)."""
     ids = np.asarray(ids)
     if is_sorted(ids, strict=True):
         return ids, np.ones(ids.size, dtype=np.int64)
     ids = np.sort(ids, kind="stable")
-    starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
+    starts = run_starts(ids)
     return ids[starts], np.diff(np.append(starts, ids.size))
 
 
@@ -46,4 +53,4 @@ def merge(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The distinct ids of ``a`` and ``b`` (``np.union1d``); linear when both are sorted."""
     both = np.concatenate((unique(a), unique(b)))
     both.sort(kind="stable")  # timsort: two sorted runs merge in one pass
-    return both[np.concatenate(([True], both[1:] != both[:-1]))] if both.size else both
+    return both[run_starts(both)]

@@ -146,19 +146,12 @@ def _line_problem(fields: list[str], columns: list[str]) -> str | None:
 
 
 # --- contiguity -----------------------------------------------------------------------------
-def _run_starts(ids: np.ndarray) -> np.ndarray:
-    """Positions where a new run of equal object_id begins."""
-    if ids.size == 0:
-        return np.empty(0, dtype=np.int64)
-    return np.concatenate(([0], np.flatnonzero(ids[1:] != ids[:-1]) + 1))
-
-
 def check_contiguous(ids: np.ndarray, path: Path, first_line: int, seen: np.ndarray | None = None) -> None:
     """Raise :class:`InputError` if an object's rows are split, within ``ids`` or against ``seen``.
 
     ``seen`` holds the sorted ids of earlier chunks; ``first_line`` is the file line of ``ids[0]``.
     """
-    starts = _run_starts(ids)
+    starts = idsets.run_starts(ids)
     run_ids = ids[starts]
     if idsets.unique(run_ids).size != run_ids.size:
         order = np.argsort(run_ids, kind="stable")
@@ -267,7 +260,7 @@ def iter_object_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
             frame, line = pd.concat([carry, frame], ignore_index=True), carry_line
         ids = frame[survey.OBJECT_ID].to_numpy()
         check_contiguous(ids, path, line, seen)
-        last_start = int(_run_starts(ids)[-1]) if len(ids) else 0
+        last_start = int(idsets.run_starts(ids)[-1]) if len(ids) else 0
         carry, carry_line = frame.iloc[last_start:].reset_index(drop=True), line + last_start
         if last_start == 0:
             continue
