@@ -5,10 +5,12 @@ no physics) is generated once under ``bench/`` with matching metadata. The kit's
 featurisation and the public kernel's reference (pandas ``read_csv`` in 5M-row chunks carrying
 the last object over, then ``groupby().agg`` of the seed feature set) are timed at N and 2N rows,
 with rows/s, objects/s and peak memory (this process and its children); each is run ``--repeat``
-times, alternately, and its fastest run counts (every run's time is kept in ``results.json``). Then the rest of the
-LightGBM path is timed on the same file: fold models trained once on a small simulated competition
-(cached under ``bench/``) predict the features, class 99 is added, the ``.csv.gz`` is written and
-validated.
+times, alternately, and its fastest run counts (every run's time is kept in ``results.json``). The
+kit's featurisation runs once more with the metadata padded to the real test set's 3.5M rows, which
+the parent and every worker hold whatever N is, so that its memory is measured at the real size.
+Then the rest of the LightGBM path is timed on the same file: fold models trained once on a small
+simulated competition (cached under ``bench/``) predict the features, class 99 is added, the
+``.csv.gz`` is written and validated. Last, the ragged test sequences are built in one stream.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ DEFAULT_ROWS = 20_000_000
 #: Runs of each featurisation per size: this 2-core VM's timings vary by up to 1.5x run to run.
 DEFAULT_REPEAT = 2
 REAL_TEST_ROWS = survey.REAL_ROW_COUNTS[survey.TEST_LIGHTCURVES]
+REAL_TEST_OBJECTS = survey.REAL_ROW_COUNTS[survey.TEST_METADATA]
 #: Rows per object: WFD median 129 (97..156), DDF about 350 (share of DDF objects about 1%).
 WFD_ROWS, WFD_SPREAD, WFD_LIMITS = 129, 15, (97, 156)
 DDF_ROWS, DDF_SHARE = 350, 0.01
@@ -50,7 +53,7 @@ WRITE_BLOCK_OBJECTS = 20_000
 #: The small simulated competition whose LightGBM fold models the bench times (trained once).
 MODEL_TRAIN_OBJECTS, MODEL_TEST_OBJECTS, MODEL_ROUNDS = 1000, 200, 300
 KERNEL_CHUNK_ROWS = 5_000_000
-RSS_POLL_S = 0.1
+MEMORY_POLL_S = 0.1
 _UNQUOTED = pacsv.WriteOptions(quoting_style="none", quoting_header="none")
 
 
@@ -136,49 +139,64 @@ def write_synthetic(folder: Path, n_rows: int, seed: int = 0, metadata_extra: in
 
 
 # --- measuring -----------------------------------------------------------------------------------
-class PeakRSS:
-    """Poll the resident memory of this process plus its children; ``peak`` in bytes."""
+class PeakMemory:
+    """Poll the memory of this process plus its children; peaks in bytes.
+
+    ``rss``: the sum of resident set sizes, which counts a page shared by forked workers once per
+    process (an upper bound). ``pss``: the sum of proportional set sizes, which splits shared pages
+    between the processes that share them: the physical memory the process tree takes. PSS is
+    read where the system reports it (Linux); elsewhere it is the RSS sum.
+    """
 
     def __init__(self) -> None:
-        self.peak = 0
+        self.rss = self.pss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
-    def _sample(self) -> int:
+    def _sample(self) -> tuple[int, int]:
         me = psutil.Process()
-        total = me.memory_info().rss
-        for child in me.children(recursive=True):
+        rss = pss = 0
+        for proc in [me, *me.children(recursive=True)]:
             try:
-                total += child.memory_info().rss
+                info = proc.memory_full_info()
+            except psutil.AccessDenied:
+                info = proc.memory_info()
             except psutil.Error:
-                pass
-        return total
+                continue  # the process ended between listing and reading
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+        return rss, pss
+
+    def _update(self) -> None:
+        rss, pss = self._sample()
+        self.rss, self.pss = max(self.rss, rss), max(self.pss, pss)
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
-            self._stop.wait(RSS_POLL_S)
+            self._update()
+            self._stop.wait(MEMORY_POLL_S)
 
-    def __enter__(self) -> PeakRSS:
-        self.peak = self._sample()
+    def __enter__(self) -> PeakMemory:
+        self._update()
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self._sample())
+        self._update()
 
 
 def timed(stage: str, rows: int, fn: Callable[[], int]) -> dict:
     """Run ``fn`` (returning the number of objects) and measure time and peak memory."""
-    with PeakRSS() as rss:
+    with PeakMemory() as memory:
         started = time.perf_counter()
         objects = fn()
         seconds = time.perf_counter() - started
     return {
         "stage": stage, "rows": rows, "objects": objects, "seconds": seconds,
-        "rows_per_s": rows / seconds, "objects_per_s": objects / seconds, "peak_rss_mb": rss.peak / 2**20,
+        "rows_per_s": rows / seconds, "objects_per_s": objects / seconds,
+        "peak_pss_mb": memory.pss / 2**20, "peak_rss_mb": memory.rss / 2**20,
     }
 
 
@@ -226,12 +244,18 @@ def bench_models(config: Config, bench_dir: Path, n_train: int = MODEL_TRAIN_OBJ
 
 
 def bench_rows(
-    n_rows: int, config: Config, bench_dir: Path, model_objects: int = MODEL_TRAIN_OBJECTS, repeat: int = 1
+    n_rows: int,
+    config: Config,
+    bench_dir: Path,
+    model_objects: int = MODEL_TRAIN_OBJECTS,
+    repeat: int = 1,
+    metadata_rows: int = REAL_TEST_OBJECTS,
 ) -> list[dict]:
     """Generate (once) and time one file of ``n_rows`` rows, stage by stage.
 
     The kit's featurisation and the reference are each run ``repeat`` times, alternately, and the
-    fastest run of each is kept.
+    fastest run of each is kept. The featurisation is also timed with the metadata padded to
+    ``metadata_rows`` rows, for the memory it takes at the real test set's size.
     """
     import shutil
 
@@ -255,6 +279,10 @@ def bench_rows(
     actual_rows = int(pd.read_parquet(out, columns=["n_obs"])["n_obs"].sum())
     kit, kernel = (_fastest(runs, actual_rows, lc_path.stat().st_size) for runs in (kit_runs, kernel_runs))
     kit["speedup_vs_kernel"] = kernel["seconds"] / kit["seconds"]
+    # The real metadata has 3.5M rows whatever N is, and the parent and every worker hold it.
+    full = cfg.with_(data_dir=_padded_metadata_folder(folder, metadata_rows), build_root=bench_dir / "build-meta")
+    full_meta = timed(f"kit features, {metadata_rows:,}-row metadata", actual_rows,
+                      lambda: featurize.build_test(full, force=True) and kit["objects"])
 
     shutil.copytree(bench_models(config, bench_dir, model_objects), cfg.model_dir("lgbm"), dirs_exist_ok=True)
     n_objects = kit["objects"]
@@ -270,11 +298,29 @@ def bench_rows(
     path_s = kit["seconds"] + sum(r["seconds"] for r in stages)
     total = {"stage": "LightGBM path, CSV to validated file", "rows": actual_rows, "objects": n_objects,
              "seconds": path_s, "rows_per_s": actual_rows / path_s, "objects_per_s": n_objects / path_s,
+             "peak_pss_mb": max(r["peak_pss_mb"] for r in [kit, *stages]),
              "peak_rss_mb": max(r["peak_rss_mb"] for r in [kit, *stages])}
     stats: dict = {}
     sequences = timed("sequences (ragged, streamed)", actual_rows, lambda: _sequences(cfg, stats))
     sequences["mb_per_million_rows"] = stats["bytes_per_million_rows"] / 1e6
-    return [kit, kernel, *stages, total, sequences]
+    return [kit, kernel, full_meta, *stages, total, sequences]
+
+
+def _padded_metadata_folder(folder: Path, rows: int) -> Path:
+    """A sibling of ``folder``: its light curves, with metadata padded to ``rows`` rows."""
+    out = folder.with_name(f"{folder.name}-meta{rows}")
+    lc, meta_path = out / survey.TEST_LIGHTCURVES, out / survey.TEST_METADATA
+    if meta_path.exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    if not lc.exists():
+        lc.symlink_to((folder / survey.TEST_LIGHTCURVES).resolve())
+    meta = pd.read_csv(folder / survey.TEST_METADATA)
+    extra = meta.sample(max(0, rows - len(meta)), replace=True, random_state=0)
+    extra[survey.OBJECT_ID] = int(meta[survey.OBJECT_ID].max()) + 3 * (1 + np.arange(len(extra)))
+    with atomic_path(meta_path) as tmp:
+        pd.concat([meta, extra]).to_csv(tmp, index=False)
+    return out
 
 
 def _sequences(cfg: Config, stats: dict) -> int:
@@ -290,7 +336,7 @@ def _fastest(runs: list[dict], rows: int, n_bytes: int) -> dict:
     """The fastest of repeated runs (noise only ever adds time), with every run's seconds kept."""
     best = dict(min(runs, key=lambda r: r["seconds"]))
     best.update(rows=rows, rows_per_s=rows / best["seconds"], bytes=n_bytes, all_seconds=[r["seconds"] for r in runs],
-                peak_rss_mb=max(r["peak_rss_mb"] for r in runs))
+                peak_pss_mb=max(r["peak_pss_mb"] for r in runs), peak_rss_mb=max(r["peak_rss_mb"] for r in runs))
     return best
 
 
@@ -305,6 +351,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bench-dir", type=Path, default=BENCH_DIR, help="where files and results go")
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT,
                         help="runs of the kit's featurisation and of the reference per size (the fastest counts)")
+    parser.add_argument("--metadata-rows", type=int, default=REAL_TEST_OBJECTS,
+                        help="metadata rows of the extra featurisation run (the real test set's count)")
     parser.add_argument("--model-objects", type=int, default=MODEL_TRAIN_OBJECTS,
                         help="training objects of the simulated competition whose models are timed")
 
@@ -315,27 +363,31 @@ def run(args: argparse.Namespace, config: Config) -> int:
     results = []
     for n in sizes:  # each size in a fresh process, so that one size's memory does not inflate the next's
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results += pool.submit(bench_rows, n, config, args.bench_dir, args.model_objects, args.repeat).result()
-    kit_runs = [r for r in results if r["stage"].startswith("kit")]
+            job_args = (n, config, args.bench_dir, args.model_objects, args.repeat, args.metadata_rows)
+            results += pool.submit(bench_rows, *job_args).result()
+    kit_runs = [r for r in results if r["stage"].startswith("kit features (")]
     paths = [r for r in results if r["stage"].startswith("LightGBM path")]
     seqs = [r for r in results if r["stage"].startswith("sequences")]
     summary = {
         "results": results,
         "extrapolated_full_test_s": kit_runs[-1]["seconds"] / kit_runs[-1]["rows"] * REAL_TEST_ROWS,
         "extrapolated_full_path_s": paths[-1]["seconds"] / paths[-1]["rows"] * REAL_TEST_ROWS,
+        "peak_pss_mb": max(r["peak_pss_mb"] for r in results if not r["stage"].startswith("public")),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in results if not r["stage"].startswith("public")),
         "real_test_rows": REAL_TEST_ROWS,
     }
-    print(f"{'stage':32} {'rows':>12} {'s':>8} {'rows/s':>12} {'obj/s':>10} {'peak MB':>9} {'speed-up':>8}")
+    print(f"{'stage':38} {'rows':>11} {'s':>7} {'rows/s':>11} {'obj/s':>9} {'PSS MB':>7} {'RSS MB':>7} {'speed-up':>8}")
     for r in results:
         speed = f"{r['speedup_vs_kernel']:.1f}x" if "speedup_vs_kernel" in r else ""
         print(
-            f"{r['stage']:32} {r['rows']:>12,} {r['seconds']:>8.2f} {r['rows_per_s']:>12,.0f} "
-            f"{r['objects_per_s']:>10,.0f} {r['peak_rss_mb']:>9,.0f} {speed:>8}"
+            f"{r['stage']:38} {r['rows']:>11,} {r['seconds']:>7.2f} {r['rows_per_s']:>11,.0f} "
+            f"{r['objects_per_s']:>9,.0f} {r['peak_pss_mb']:>7,.0f} {r['peak_rss_mb']:>7,.0f} {speed:>8}"
         )
+    print("peak memory of this process and its workers: PSS sum (shared pages split), RSS sum (counted per process)")
     print(f"extrapolated to the real {REAL_TEST_ROWS:,} rows: featurisation "
           f"{summary['extrapolated_full_test_s'] / 60:.1f} min, whole LightGBM path "
-          f"{summary['extrapolated_full_path_s'] / 60:.1f} min; peak RSS {summary['peak_rss_mb']:,.0f} MB")
+          f"{summary['extrapolated_full_path_s'] / 60:.1f} min; peak memory {summary['peak_pss_mb']:,.0f} MB PSS "
+          f"({summary['peak_rss_mb']:,.0f} MB RSS)")
     print(f"sequences on disk: {seqs[-1]['mb_per_million_rows']:.1f} MB per million rows")
     write_json(args.bench_dir / "results.json", json.loads(json.dumps(summary, default=float)))
     return 0

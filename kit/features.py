@@ -148,16 +148,11 @@ def _metadata_for(object_ids: np.ndarray, metadata: pd.DataFrame | None) -> dict
     if metadata is None or len(metadata) == 0:
         return {k: np.full(object_ids.size, np.nan) for k in METADATA_FEATURES}
     meta_ids = metadata[survey.OBJECT_ID].to_numpy()
-    ascending = meta_ids.size < 2 or bool((meta_ids[1:] >= meta_ids[:-1]).all())
-    sorter = np.arange(meta_ids.size) if ascending else np.argsort(meta_ids, kind="stable")
+    sorter = None if idsets.is_sorted(meta_ids) else np.argsort(meta_ids, kind="stable")
     pos = np.searchsorted(meta_ids, object_ids, sorter=sorter).clip(max=meta_ids.size - 1)
-    rows = sorter[pos]
+    rows = pos if sorter is None else sorter[pos]
     found = meta_ids[rows] == object_ids
-    out = {}
-    for k in METADATA_FEATURES:
-        values = metadata[k].to_numpy().astype(np.float64)[rows]
-        out[k] = np.where(found, values, np.nan)
-    return out
+    return {k: np.where(found, metadata[k].to_numpy()[rows].astype(np.float64), np.nan) for k in METADATA_FEATURES}
 
 
 def feature_names() -> list[str]:

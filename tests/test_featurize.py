@@ -130,14 +130,15 @@ def test_cli_command_and_bench_small(comp, tmp_path, capsys):
     assert Config(data_dir=comp, build_root=tmp_path).features_path("test").exists()
     bench_dir = tmp_path / "bench"
     args = ["bench", "--rows", "20000", "--skip-2n", "--bench-dir", str(bench_dir), "--workers", "2",
-            "--model-objects", "200", "--repeat", "2"]
+            "--model-objects", "200", "--repeat", "2", "--metadata-rows", "3000"]
     assert cli.main(args) == 0
     text = capsys.readouterr().out
     assert "public kernel" in text and "extrapolated" in text
     results = bench.json.loads((bench_dir / "results.json").read_text())["results"]
-    kit_run = next(r for r in results if r["stage"].startswith("kit"))
+    kit_run = next(r for r in results if r["stage"].startswith("kit features ("))
     assert {r["stage"].split(" (")[0] for r in results} == {
-        "kit features", "public kernel", "fold models predict", "class 99 + write .csv.gz", "validate .csv.gz",
+        "kit features", "kit features, 3,000-row metadata", "public kernel", "fold models predict",
+        "class 99 + write .csv.gz", "validate .csv.gz",
         "LightGBM path, CSV to validated file", "sequences"}
     seqs = next(r for r in results if r["stage"].startswith("sequences"))
     assert seqs["objects"] == kit_run["objects"] and 30 < seqs["mb_per_million_rows"] < 60
