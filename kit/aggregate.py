@@ -11,9 +11,9 @@ Fisher-Pearson coefficient (NaN below 3 rows, 0 when the values are constant), `
 of the two middle values; minima and maxima of no value are NaN, and a NaN value makes them NaN.
 Fluxes are float32 (Kaggle's precision); sums are in float64.
 
-Why compiled: the numpy version needed some 60 passes over the rows and sorts for the medians; one
-pass per object here, with medians by selection, is about 8x faster, and featurisation must keep up
-with CSV parsing on the 453M-row test set.
+Why compiled: the numpy version needed some 60 passes over the rows and sorts for the medians
+(0.28 s for a 2M-row part at best); one pass per object here, with medians by selection, takes
+0.10 s, so that featurisation keeps up with CSV parsing on the 453M-row test set.
 """
 
 from __future__ import annotations

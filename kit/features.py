@@ -63,7 +63,7 @@ def build_features(lightcurves: pd.DataFrame, metadata: pd.DataFrame | None) -> 
     """
     ids = lightcurves[survey.OBJECT_ID].to_numpy()
     order = None
-    if ids.size and not (ids[1:] >= ids[:-1]).all():
+    if not idsets.is_sorted(ids):
         order = np.argsort(ids, kind="stable")
         ids = ids[order]
     columns = []

@@ -223,6 +223,7 @@ class _PartJoin:
         self.done: set[int] = set()
         self.next = 0
         self.ids: list[np.ndarray] = []
+        self.last_id: int | None = None
         self.ascending = True
 
     def finished(self, *indices: int) -> None:
@@ -234,10 +235,11 @@ class _PartJoin:
 
     def _append(self, table: pa.Table) -> None:
         ids = table.column(survey.OBJECT_ID).to_numpy()
-        if ids.size and self.ids and self.ids[-1].size and ids[0] <= self.ids[-1][-1]:
+        if ids.size and self.last_id is not None and ids[0] <= self.last_id:
             self.ascending = False
             return
         self.ids.append(ids)
+        self.last_id = int(ids[-1]) if ids.size else self.last_id
         self.writer = self.writer or pq.ParquetWriter(self.tmp, table.schema, **PARQUET_OPTIONS)
         self.writer.write_table(table)
 
