@@ -55,8 +55,16 @@ _jit = numba.njit(cache=True, nogil=True, inline="always")
 
 
 @_jit
+def _comma(buf, i, end):
+    """The index after the ',' at ``i``, or -1 when there is none (or ``i`` is already -1)."""
+    return i + 1 if 0 <= i < end and buf[i] == 44 else -1
+
+
+@_jit
 def _int(buf, i, end, lo, hi):
-    """Parse an integer field starting at ``i``; returns (value, index after it) or (0, -1)."""
+    """Parse an integer field starting at ``i`` (-1: an earlier failure); (value, next index) or (0, -1)."""
+    if i < 0:
+        return 0, -1
     negative = False
     if i < end and buf[i] == 45:  # '-'
         negative = True
@@ -78,6 +86,8 @@ def _int(buf, i, end, lo, hi):
 @_jit
 def _float(buf, i, end, pow10):
     """Parse a plain decimal (digits, optionally '.' and digits) at ``i``: (value, next index) or (0.0, -1)."""
+    if i < 0:
+        return 0.0, -1
     negative = False
     if i < end and (buf[i] == 45 or buf[i] == 43):  # '-' or '+'
         negative = buf[i] == 45
@@ -130,21 +140,11 @@ def _parse(buf, pow10, object_id, mjd, passband, flux, flux_err, detected):
     scratch = np.empty(1)
     while i < end:
         oid, i = _int(buf, i, end, -(2**31), 2**31 - 1)
-        if i < 0 or i >= end or buf[i] != 44:
-            return -1
-        t, i = _float(buf, i + 1, end, pow10)
-        if i < 0 or i >= end or buf[i] != 44:
-            return -1
-        band, i = _int(buf, i + 1, end, -128, 127)
-        if i < 0 or i >= end or buf[i] != 44:
-            return -1
-        f, i = _float(buf, i + 1, end, pow10)
-        if i < 0 or i >= end or buf[i] != 44:
-            return -1
-        e, i = _float(buf, i + 1, end, pow10)
-        if i < 0 or i >= end or buf[i] != 44:
-            return -1
-        det, i = _int(buf, i + 1, end, -128, 127)
+        t, i = _float(buf, _comma(buf, i, end), end, pow10)
+        band, i = _int(buf, _comma(buf, i, end), end, -128, 127)
+        f, i = _float(buf, _comma(buf, i, end), end, pow10)
+        e, i = _float(buf, _comma(buf, i, end), end, pow10)
+        det, i = _int(buf, _comma(buf, i, end), end, -128, 127)
         if i < 0:
             return -1
         if i < end and buf[i] == 13:  # '\r'
