@@ -20,8 +20,9 @@ import pandas as pd
 
 from kit import survey
 
-#: The column order the fast path reads; other headers go through pyarrow.
-LAYOUT: tuple[str, ...] = ("object_id", "mjd", "passband", "flux", "flux_err", "detected")
+#: The column order the fast path reads (Kaggle's; ``_parse`` takes the fields in this order);
+#: files with another header go through pyarrow.
+LAYOUT: tuple[str, ...] = survey.LIGHTCURVE_COLUMNS
 _POW10 = np.array([10.0**k for k in range(23)])
 _MAX_MANTISSA = 2**53
 _MAX_DIGITS = 15

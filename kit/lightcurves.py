@@ -81,8 +81,23 @@ def read_header(path: Path) -> tuple[list[str], int]:
 def _parse_block(data: bytes, columns: list[str], path: Path, first_line: int, at_eof: bool) -> pd.DataFrame:
     """Parse complete CSV lines (no header) into a frame of ``survey.LIGHTCURVE_DTYPES``.
 
-    ``first_line`` is the file line number of the block's first line, for messages.
+    Long data is parsed in pieces of about ``MAX_BLOCK_BYTES`` cut at line ends. ``first_line`` is
+    the file line number of the first line, for messages.
     """
+    frames, begin, line = [], 0, first_line
+    while begin < len(data):
+        cut = data.find(b"\n", begin + MAX_BLOCK_BYTES) + 1 or len(data)
+        frame = _parse_one(data[begin:cut], columns, path, line, at_eof and cut == len(data))
+        frames.append(frame)
+        line += len(frame)
+        begin = cut
+    if len(frames) <= 1:
+        return frames[0] if frames else _empty_frame()
+    return pd.concat(frames, ignore_index=True)
+
+
+def _parse_one(data: bytes, columns: list[str], path: Path, first_line: int, at_eof: bool) -> pd.DataFrame:
+    """Parse one block of at most about ``MAX_BLOCK_BYTES`` (see :func:`_parse_block`)."""
     if not data or data.isspace():
         return _empty_frame()
     fast = fastcsv.parse(data, columns)
@@ -317,7 +332,7 @@ def _next_object_start(f, target: int, size: int) -> int:
             return pos if line else size
 
 
-def read_byte_range(path: Path, start: int, end: int, use_threads: bool = False) -> pd.DataFrame:
+def read_byte_range(path: Path, start: int, end: int) -> pd.DataFrame:
     """Read the rows of ``path`` between byte offsets ``start`` and ``end`` (from :func:`object_byte_ranges`).
 
     Returns
@@ -332,26 +347,13 @@ def read_byte_range(path: Path, start: int, end: int, use_threads: bool = False)
         data = f.read(end - start)
     at_eof = end >= path.stat().st_size
     try:
-        frame = _parse_blocks(data, columns, path, _FIRST_DATA_LINE, at_eof)
+        frame = _parse_block(data, columns, path, _FIRST_DATA_LINE, at_eof)
         check_contiguous(frame[survey.OBJECT_ID].to_numpy(), path, _FIRST_DATA_LINE)
     except InputError:
         # Rare path: redo with the true line number of the range's start for the message.
         with open(path, "rb") as f:
             first_line = f.read(start).count(b"\n") + 1
-        frame = _parse_blocks(data, columns, path, first_line, at_eof)
+        frame = _parse_block(data, columns, path, first_line, at_eof)
         check_contiguous(frame[survey.OBJECT_ID].to_numpy(), path, first_line)
     return frame
 
-
-def _parse_blocks(data: bytes, columns: list[str], path: Path, first_line: int, at_eof: bool) -> pd.DataFrame:
-    """Parse complete lines in blocks of at most about ``MAX_BLOCK_BYTES``, cut at line ends."""
-    frames, begin, line = [], 0, first_line
-    while begin < len(data):
-        cut = data.find(b"\n", begin + MAX_BLOCK_BYTES) + 1 or len(data)
-        frame = _parse_block(data[begin:cut], columns, path, line, at_eof and cut == len(data))
-        frames.append(frame)
-        line += len(frame)
-        begin = cut
-    if len(frames) <= 1:
-        return frames[0] if frames else _empty_frame()
-    return pd.concat(frames, ignore_index=True)
