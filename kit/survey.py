@@ -46,6 +46,8 @@ EXTRAGALACTIC_CLASSES: tuple[int, ...] = tuple(c for c in CLASSES if c not in GA
 
 PASSBANDS = "ugrizY"
 N_PASSBANDS = len(PASSBANDS)
+#: Effective wavelengths of the LSST passbands u, g, r, i, z, Y (Å).
+PASSBAND_WAVELENGTH_A: tuple[float, ...] = (3670.0, 4830.0, 6220.0, 7560.0, 8690.0, 9710.0)
 
 # --- files of the competition -------------------------------------------------------------
 TRAIN_LIGHTCURVES = "training_set.csv"
