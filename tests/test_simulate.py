@@ -159,3 +159,22 @@ def test_class_light_curves_differ(sim):
 def test_simulate_rejects_empty(tmp_path):
     with pytest.raises(ValueError):
         simulate(tmp_path, 0, 10, 1)
+
+
+def test_survey_statistics_of_a_hand_made_test_set():
+    from kit.simulate.calibrate import survey_statistics
+
+    # object 1: WFD SN Ia, 3 rows in bands 0, 0, 2 with gaps 1 and 3 d, one detected; object 2: DDF AGN
+    lc = pd.DataFrame({"object_id": [1, 1, 1, 2, 2], "mjd": [0.0, 1.0, 4.0, 0.0, 0.01],
+                       "passband": [0, 0, 2, 1, 1], "flux": 1.0, "flux_err": [2.0, 4.0, 6.0, 1.0, 1.0],
+                       "detected": [1, 0, 0, 1, 1]})
+    meta = pd.DataFrame({"object_id": [1, 2], "ddf": [0, 1]})
+    stats = survey_statistics(lc, meta, pd.Series([90, 88], index=[1, 2]))
+    wfd = stats["sim WFD"]
+    assert wfd["observations per object (10/50/90%)"] == "3 / 3 / 3"
+    assert wfd["median count per band u,g,r,i,z,Y"] == "2, 0, 1, 0, 0, 0"
+    assert wfd["median flux_err per band u,g,r,i,z,Y"] == "3.0, nan, 6.0, nan, nan, nan"
+    assert wfd["gaps between observations (10/50/90%, d)"] == "1.200 / 2.000 / 2.800"
+    assert wfd["share of rows detected (SN classes)"] == "33.3%"
+    assert stats["real WFD"]["share of rows detected (SN classes)"] == "8%"
+    assert stats["sim DDF"]["share of rows detected (SN classes)"] == "n/a"  # no SN in the DDF
