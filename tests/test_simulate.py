@@ -12,6 +12,7 @@ import pytest
 from kit import survey
 from kit.simulate import simulate, tiny_competition
 from kit.simulate.cadence import DETECTION_SNR
+from kit.simulate.metadata import sample_metadata
 
 FILES = (survey.TRAIN_LIGHTCURVES, survey.TRAIN_METADATA, survey.TEST_LIGHTCURVES, survey.TEST_METADATA,
          survey.SAMPLE_SUBMISSION, survey.TEST_TRUTH)
@@ -102,6 +103,29 @@ def test_test_set_is_fainter_higher_z_and_mostly_wfd(sim):
     assert peak(_lc(sim, survey.TEST_LIGHTCURVES)) < peak(_lc(sim, survey.TRAIN_LIGHTCURVES))
 
 
+#: Real PLAsTiCC WFD test-set host photo-z quantiles 25/50/75/90% and median photo-z error per supernova class
+#: (5,000-object sample of the unblinded test metadata, the kit's PLAsTiCC notes).
+REAL_TEST_SN_PHOTOZ = {90: ((0.42, 0.57, 0.73, 0.87), 0.034), 42: ((0.28, 0.42, 0.58, 0.80), 0.036),
+                       62: ((0.22, 0.33, 0.47, 0.59), 0.041)}
+
+
+def test_test_supernova_redshifts_follow_real_test_set():
+    kinds = np.repeat(list(REAL_TEST_SN_PHOTOZ), 2000)
+    test = sample_metadata(kinds, test=True, rng=np.random.default_rng(5))
+    train = sample_metadata(kinds, test=False, rng=np.random.default_rng(6))
+    wfd = test["ddf"].to_numpy() == 0
+    for kind, (quantiles, err) in REAL_TEST_SN_PHOTOZ.items():
+        x = test[wfd & (kinds == kind)]
+        sim = x["hostgal_photoz"].quantile([0.25, 0.5, 0.75, 0.9]).to_numpy()
+        assert np.all(np.abs(sim / np.array(quantiles) - 1) < 0.2), (kind, sim)
+        assert abs(x["hostgal_photoz_err"].median() / err - 1) < 0.25  # failures lift it by ~5%
+        # catastrophic photo-z failures: a few percent, at real failed photo-zs (the real maximum is 3.0)
+        assert 0.005 < (x["hostgal_photoz"] > 1.9).mean() < 0.06 and x["hostgal_photoz"].max() <= 3.0
+        # the test set stays farther than the training set (real SN II median 0.22 -> 0.42)
+        assert sim[1] > 1.3 * train.loc[kinds == kind, "hostgal_photoz"].median()
+    assert x["true_z"].between(0.0, 3.0).all() and (x["hostgal_specz"].isna().mean() > 0.9)
+
+
 @pytest.mark.parametrize("name", [survey.TRAIN_LIGHTCURVES, survey.TEST_LIGHTCURVES])
 def test_detections_follow_snr_and_trigger(sim, name):
     lc = _lc(sim, name)
@@ -135,3 +159,22 @@ def test_class_light_curves_differ(sim):
 def test_simulate_rejects_empty(tmp_path):
     with pytest.raises(ValueError):
         simulate(tmp_path, 0, 10, 1)
+
+
+def test_survey_statistics_of_a_hand_made_test_set():
+    from kit.simulate.calibrate import survey_statistics
+
+    # object 1: WFD SN Ia, 3 rows in bands 0, 0, 2 with gaps 1 and 3 d, one detected; object 2: DDF AGN
+    lc = pd.DataFrame({"object_id": [1, 1, 1, 2, 2], "mjd": [0.0, 1.0, 4.0, 0.0, 0.01],
+                       "passband": [0, 0, 2, 1, 1], "flux": 1.0, "flux_err": [2.0, 4.0, 6.0, 1.0, 1.0],
+                       "detected": [1, 0, 0, 1, 1]})
+    meta = pd.DataFrame({"object_id": [1, 2], "ddf": [0, 1]})
+    stats = survey_statistics(lc, meta, pd.Series([90, 88], index=[1, 2]))
+    wfd = stats["sim WFD"]
+    assert wfd["observations per object (10/50/90%)"] == "3 / 3 / 3"
+    assert wfd["median count per band u,g,r,i,z,Y"] == "2, 0, 1, 0, 0, 0"
+    assert wfd["median flux_err per band u,g,r,i,z,Y"] == "3.0, nan, 6.0, nan, nan, nan"
+    assert wfd["gaps between observations (10/50/90%, d)"] == "1.200 / 2.000 / 2.800"
+    assert wfd["share of rows detected (SN classes)"] == "33.3%"
+    assert stats["real WFD"]["share of rows detected (SN classes)"] == "8%"
+    assert stats["sim DDF"]["share of rows detected (SN classes)"] == "n/a"  # no SN in the DDF
