@@ -136,7 +136,7 @@ submit: $(SUBMISSION) ## rebuild what is stale, validate, upload to Kaggle and r
 	$(KIT) submit $(ARGS) --competition $(COMPETITION) --file $(SUBMISSION)
 submissions: $(STAMP) ## our submissions with status and public/private scores (updates the ledger)
 	$(KIT) submissions $(ARGS) --competition $(COMPETITION)
-leaderboard: $(STAMP) ## the top of the leaderboard and where our best entry stands
+leaderboard: $(STAMP) ## the whole leaderboard and where our best scores rank (closed: would have ranked)
 	$(KIT) leaderboard $(ARGS) --competition $(COMPETITION)
 kernel-build: $(STAMP) ## generate the self-contained GPU training kernel in kernels/lstm
 	$(KIT) kernel build $(ARGS) --competition $(COMPETITION)

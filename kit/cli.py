@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "leaderboard": ("kit.kaggle.leaderboard", "show the top of the leaderboard and our place"),
     "kernel": ("kit.kaggle.kernel", "build, push, poll or fetch the GPU training kernel"),
     "serve-kaggle": ("kit.standin.server", "run the local stand-in Kaggle API server"),
+    "kaggle-cli": ("kit.kaggle.official_cli", "the official kaggle CLI, sent to KIT_KAGGLE_ENDPOINT when set"),
     "bench": ("kit.bench", "benchmark the LightGBM path on a large simulated test set"),
     "report": ("kit.report", "write the HTML report of models, errors and light curves"),
     "plot-object": ("kit.report.plot_object", "draw one object's light curve with its predictions"),
@@ -98,6 +99,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["kaggle-cli"]:  # every further argument belongs to the kaggle CLI, not to the kit's parser
+        return importlib.import_module(COMMANDS["kaggle-cli"][0]).main(argv[1:])
     command = argv[0] if argv and argv[0] in COMMANDS else None
     args = build_parser(command).parse_args(argv)
     if args.command is None:

@@ -12,8 +12,10 @@ import pytest
 
 from kit import survey
 from kit.cli import main
+from kit.kaggle import leaderboard as lb
 from kit.kaggle import ledger
 from kit.standin import StandinServer
+from kit.standin.server import NOTE_FILE
 
 USER, KEY = "kit-user", "s3cret-test-key-123"
 COMP = survey.COMPETITION
@@ -120,7 +122,9 @@ def _calls(server, name):
 
 def test_download_unpacks_checks_and_is_idempotent(server, env, capsys):
     assert _run("download") == 0
+    assert f"source: LOCAL STAND-IN at {server.url}" in capsys.readouterr().out
     folder = env / "data" / COMP
+    assert "not by Kaggle" in (folder / NOTE_FILE).read_text()  # the data say where they came from
     for name, header in (
         (survey.TEST_LIGHTCURVES, survey.LIGHTCURVE_COLUMNS),
         (survey.TRAIN_METADATA, survey.METADATA_COLUMNS + ("target",)),
@@ -186,29 +190,108 @@ def test_token_auth(server, env, monkeypatch):
     assert _run("download") == 0
 
 
+@pytest.mark.parametrize("with_key", [False, True])
+def test_refused_token_is_reported_as_refused(server, env, monkeypatch, capsys, with_key):
+    server.token = "tok-789"
+    if not with_key:  # with a key too, the client falls back to it but still sends the refused token
+        monkeypatch.delenv("KAGGLE_USERNAME")
+        monkeypatch.delenv("KAGGLE_KEY")
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "bad-token-000")
+    assert _run("download") == 2
+    out = capsys.readouterr()
+    assert "refused the API token from KAGGLE_API_TOKEN" in out.err
+    assert "no Kaggle credentials found" not in out.err
+    assert "bad-token-000" not in out.err + out.out
+    assert _calls(server, "DownloadDataFiles") == 0
+
+
 # --- submit, scores, leaderboard -------------------------------------------------------
 
 
-def test_submit_scores_ledger_and_leaderboard(server, env, data, capsys):
+STANDIN_LEDGER = "submissions/ledger-standin.csv"
+
+
+def test_submit_scores_go_to_the_standin_ledger_with_the_endpoint(server, env, data, capsys):
     path = _submission(data, env)
     (env / "models" / COMP / "lgbm").mkdir(parents=True)
     (env / "models" / COMP / "lgbm" / "score.json").write_text('{"oof": 0.91234}')
+    real = env / "submissions" / "ledger.csv"  # a Kaggle row from earlier: demo rows must never join it
+    ledger.write(real, [{"endpoint": "https://api.kaggle.com", "ref": "1001", "status": "COMPLETE",
+                         "public_score": "0.9"}])
+    before = real.read_bytes()
     assert _run("submit", "--data", str(data)) == 0
-    rows = ledger.read(env / "submissions" / "ledger.csv")
-    assert len(rows) == 1 and rows[0]["ref"] and rows[0]["file"] == str(path.relative_to(env))
+    out = capsys.readouterr().out
+    assert "source: LOCAL STAND-IN at " + server.url in out and "on the LOCAL STAND-IN (not Kaggle)" in out
+    rows = ledger.read(env / STANDIN_LEDGER)
+    assert len(rows) == 1 and rows[0]["ref"] == "1001" and rows[0]["file"] == str(path.relative_to(env))
+    assert rows[0]["endpoint"] == server.url
     assert "model=lgbm" in rows[0]["message"] and "oof=0.91234" in rows[0]["message"]
     assert rows[0]["status"] == "PENDING" and len(rows[0]["sha256"]) == 64
 
     assert _run("submissions", "--data", str(data)) == 0
-    row = ledger.read(env / "submissions" / "ledger.csv")[0]
+    out = capsys.readouterr().out
+    assert f"source: LOCAL STAND-IN at {server.url}" in out and f"(endpoint {server.url})" in out
+    row = ledger.read(env / STANDIN_LEDGER)[0]
     assert row["status"] == "COMPLETE"
     assert float(row["public_score"]) == pytest.approx(np.log(15), rel=1e-4)  # uniform scores ln 15
     assert float(row["private_score"]) == pytest.approx(np.log(15), rel=1e-4)
+    assert real.read_bytes() == before  # same ref 1001, other endpoint: untouched
 
+
+def test_ledger_updates_only_rows_of_the_same_endpoint(tmp_path):
+    path = tmp_path / "ledger.csv"
+    ledger.write(path, [{"endpoint": "https://api.kaggle.com", "ref": "7", "status": "PENDING"},
+                        {"endpoint": "http://127.0.0.1:9", "ref": "7", "status": "PENDING"},
+                        {"endpoint": "", "ref": "8", "status": "PENDING"}])  # written before endpoints were kept
+    update = {"status": "COMPLETE", "public_score": "1.5"}
+    assert ledger.update_by_ref(path, {"7": update, "8": update}, "https://api.kaggle.com") == 2
+    rows = ledger.read(path)
+    assert [r["status"] for r in rows] == ["COMPLETE", "PENDING", "COMPLETE"]
+    assert rows[2]["endpoint"] == "https://api.kaggle.com"
+
+
+def test_leaderboard_of_a_closed_competition_places_our_best_on_every_page(server, env, data, capsys):
+    # invented teams from 1.8 to 3.4: a uniform submission (ln 15 = 2.708) lands on the second page of 100
+    server.teams = [dict(t, private=t["private"] + 1.0, public=t["public"] + 1.0) for t in server.teams]
+    _submission(data, env)
+    assert _run("submit", "--data", str(data)) == 0
     capsys.readouterr()
-    assert _run("leaderboard", "--top", "20") == 0
+    assert _run("leaderboard", "--top", "3") == 0
     out = capsys.readouterr().out
-    assert f"{USER}  <- us" in out and "our best: rank 11 of 11" in out
+    assert f"source: LOCAL STAND-IN at {server.url}" in out
+    assert "closed on 2018-12-17: late submissions are scored but get no rank" in out
+    assert "final private leaderboard: 250 teams" in out and "<- us" not in out
+    for board in ("private", "public"):
+        rank = 1 + sum(t[board] < np.log(15) for t in server.teams)
+        assert 100 < rank < 200
+        assert f"would have ranked {rank} of 251 on the final {board} leaderboard" in out
+    assert sum(path.endswith("GetLeaderboard") for _, path, _ in server.requests) == 6  # 3 pages per board
+
+
+def test_leaderboard_of_an_open_competition_ranks_us(competition, env, data, monkeypatch, capsys):
+    with StandinServer(competition, username=USER, key=KEY, closed=False, teams=30) as s:
+        monkeypatch.setenv("KIT_KAGGLE_ENDPOINT", s.url)
+        s.teams = [dict(t, public=t["public"] + 2.0) for t in s.teams]  # ln 15 beats all but 5 teams
+        s.teams[:5] = [dict(t, public=t["public"] - 2.0) for t in s.teams[:5]]
+        _submission(data, env)
+        assert _run("submit", "--data", str(data)) == 0
+        capsys.readouterr()
+        assert _run("leaderboard", "--top", "10") == 0
+    out = capsys.readouterr().out
+    assert "closed" not in out and f"{USER}  <- us" in out and "our best: rank 6 of 31" in out
+
+
+def test_leaderboard_helpers():
+    rows = [{"score": s} for s in ("0.5", "0.7", "0.7", "1.2")]
+    assert lb.lower_is_better(rows) and lb.would_rank(rows, 0.7) == 2 and lb.would_rank(rows, 0.1) == 1
+    assert lb.would_rank(rows, 9.0) == 5
+    higher = list(reversed(rows))
+    assert not lb.lower_is_better(higher) and lb.would_rank(higher, 1.0) == 2
+    subs = [{"status": "COMPLETE", "public_score": "0.9", "private_score": "1.1", "ref": "1"},
+            {"status": "COMPLETE", "public_score": "1.0", "private_score": "0.8", "ref": "2"},
+            {"status": "ERROR", "public_score": "", "private_score": "", "ref": "3"}]
+    assert lb.best(subs, "public")["ref"] == "1" and lb.best(subs, "private")["ref"] == "2"
+    assert lb.best(subs[2:], "public") is None
 
 
 def test_invalid_submission_is_not_uploaded(server, env, data, capsys):
@@ -288,3 +371,81 @@ def test_standin_never_serves_the_truth(server, env):
         names = zf.namelist()
     assert survey.TEST_TRUTH not in names and f"{survey.TEST_LIGHTCURVES}.zip" in names
     assert requests.get(f"{server.url}/files/single/{survey.TEST_TRUTH}").status_code == 404
+
+
+# --- the official kaggle CLI against the stand-in ------------------------------------------
+
+
+def _cli(capsys, *argv):
+    """`python -m kit kaggle-cli ARGV` in this process: (exit status, stdout, stderr)."""
+    capsys.readouterr()
+    code = main(["kaggle-cli", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_kaggle_cli_list_and_files(server, env, capsys):
+    code, out, err = _cli(capsys, "competitions", "list", "-s", COMP)
+    assert code == 0 and f"{server.url}/competitions/{COMP}" in out and "Local stand-in" in out
+    assert err.startswith(f"source: LOCAL STAND-IN at {server.url}")
+    code, out, _ = _cli(capsys, "competitions", "files", "-c", COMP)
+    names = [line.split()[0] for line in out.splitlines()[2:] if line.strip()]
+    assert code == 0 and NOTE_FILE in names and survey.TEST_LIGHTCURVES in names and survey.TEST_TRUTH not in names
+
+
+def test_kaggle_cli_downloads(server, env, competition, capsys):
+    code, _, _ = _cli(capsys, "competitions", "download", "-c", COMP, "-p", "all")
+    with zipfile.ZipFile(env / "all" / f"{COMP}.zip") as zf:
+        assert code == 0 and NOTE_FILE in zf.namelist() and survey.TEST_TRUTH not in zf.namelist()
+    code, _, _ = _cli(capsys, "competitions", "download", "-c", COMP, "-f", survey.TEST_METADATA, "-p", "one")
+    assert code == 0
+    assert (env / "one" / survey.TEST_METADATA).read_bytes() == (competition / survey.TEST_METADATA).read_bytes()
+
+
+def test_kaggle_cli_submit_and_submissions(server, env, data, capsys):
+    path = _submission(data, env)
+    code, out, _ = _cli(capsys, "competitions", "submit", "-c", COMP, "-f", str(path), "-m", "cli upload")
+    assert code == 0 and "Successfully submitted" in out and "LOCAL STAND-IN" in out
+    assert [s["description"] for s in server.submissions] == ["cli upload"]
+    code, out, _ = _cli(capsys, "competitions", "submissions", "-c", COMP)
+    assert code == 0 and "cli upload" in out and f"{np.log(15):.5f}" in out
+
+
+def test_kaggle_cli_leaderboard_show_and_download(server, env, capsys):
+    code, out, _ = _cli(capsys, "competitions", "leaderboard", "-c", COMP, "--show")
+    rows = [line for line in out.splitlines() if "(stand-in)" in line]
+    assert code == 0 and len(rows) == 20 and "Invented team 001 (stand-in)" in rows[0]
+    code, _, _ = _cli(capsys, "competitions", "leaderboard", "-c", COMP, "--download", "-p", "lb")
+    with zipfile.ZipFile(env / "lb" / f"{COMP}.zip") as zf:
+        (name,) = zf.namelist()
+        board = pd.read_csv(zf.open(name))
+    assert code == 0 and name == f"{COMP}-publicleaderboard-LOCAL-STANDIN.csv"
+    assert list(board.columns) == ["TeamId", "TeamName", "SubmissionDate", "Score"] and len(board) == 250
+    assert board["TeamName"].str.fullmatch(r"Invented team \d{3} \(stand-in\)").all()
+    assert board["Score"].is_monotonic_increasing
+
+
+def test_kaggle_cli_as_typed(server, env):
+    """The documented command line itself, in a fresh process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    environ = dict(os.environ, PYTHONPATH=str(root))
+    done = subprocess.run([sys.executable, "-m", "kit", "kaggle-cli", "competitions", "list"], env=environ,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"{server.url}/competitions/{COMP}" in done.stdout and "LOCAL STAND-IN" in done.stderr
+
+
+def test_endpoint_switch_is_off_by_default(env, monkeypatch):
+    from kit.kaggle import client
+
+    monkeypatch.delenv("KIT_KAGGLE_ENDPOINT", raising=False)
+    api = client._api_class()()
+    api.config_values = {}
+    with api.build_kaggle_client() as kaggle:
+        assert kaggle.http_client()._endpoint == "https://api.kaggle.com"
+    assert client.endpoint_name() == "https://api.kaggle.com" and client.source_label().startswith("source: Kaggle")

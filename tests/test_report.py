@@ -103,10 +103,13 @@ def full_config(tmp_path: Path) -> Config:
     sub.insert(0, "object_id", test_ids)
     Path(config.submissions_dir).mkdir(parents=True)
     sub.to_csv(config.submission_path("blend"), index=False)
-    pd.DataFrame([{"time": "2024-01-01T00:00:00", "competition": survey.COMPETITION,
-                   "file": config.submission_path("blend").name, "sha256": "ab", "message": "first <b>",
-                   "model": "blend", "oof": 0.9, "local": 1.1, "ref": 1, "status": "complete",
-                   "public": 1.2, "private": 1.25}]).to_csv(config.ledger_path, index=False)
+    row = {"time": "2024-01-01T00:00:00", "endpoint": "https://api.kaggle.com", "competition": survey.COMPETITION,
+           "file": config.submission_path("blend").name, "sha256": "ab", "message": "first <b>",
+           "model": "blend", "oof_score": 0.9, "local_score": 1.1, "ref": 1, "status": "COMPLETE",
+           "public_score": 1.2, "private_score": 1.25}
+    pd.DataFrame([row]).to_csv(config.ledger_path, index=False)
+    pd.DataFrame([dict(row, endpoint="http://127.0.0.1:8765", message="demo row", public_score=2.5)]).to_csv(
+        config.ledger_path.with_name("ledger-standin.csv"), index=False)
     return config
 
 
@@ -139,6 +142,11 @@ def test_full_report_writes_every_figure_and_links_only_existing_files(full_conf
     # tables: blend weights, class-99 settings, ledger with the CV-to-leaderboard gap, escaped text
     assert "geometric" in html and "0.7" in html and str(full_config.class99_extragalactic) in html
     assert "public - oof" in html and "first &lt;b&gt;" in html
+    # the ledger's rows carry their endpoint; the stand-in's have their own, labelled table after Kaggle's
+    assert "<td>0.3000</td>" in html  # public - oof of the Kaggle row: 1.2 - 0.9
+    kaggle_at, standin_at = html.index("https://api.kaggle.com"), html.index("http://127.0.0.1:8765")
+    assert kaggle_at < html.index("Uploads to the LOCAL STAND-IN, not Kaggle") < standin_at
+    assert html.index("first &lt;b&gt;") < html.index("Uploads to the LOCAL STAND-IN") < html.index("demo row")
     assert not list(out.glob(".*tmp"))
 
 

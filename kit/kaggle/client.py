@@ -7,6 +7,8 @@ Credentials go through the client's own mechanisms, in its order: ``KAGGLE_API_T
 
 Off by default: ``KIT_KAGGLE_ENDPOINT=http://127.0.0.1:PORT`` sends every call to that server
 instead of api.kaggle.com (the stand-in server of :mod:`kit.standin.server`, for tests and demos).
+This module is the only place that reads it: the kit's commands, their ledger rows and labels, and
+the wrapped ``kaggle`` CLI (``python -m kit kaggle-cli ...``) all ask :func:`endpoint`.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import logging
 import os
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from kit.errors import KitError
 
 ENDPOINT_ENV = "KIT_KAGGLE_ENDPOINT"
+PRODUCTION = "https://api.kaggle.com"
 log = logging.getLogger(__name__)
 
 CREDENTIALS_HELP = (
@@ -40,6 +43,29 @@ def endpoint() -> str | None:
     """The non-production endpoint from ``KIT_KAGGLE_ENDPOINT``, or None for api.kaggle.com."""
     value = os.environ.get(ENDPOINT_ENV, "").strip().rstrip("/")
     return value or None
+
+
+def endpoint_name() -> str:
+    """The endpoint every call goes to, as recorded in the ledger: :data:`PRODUCTION` or the stand-in's URL."""
+    return endpoint() or PRODUCTION
+
+
+def is_standin() -> bool:
+    return endpoint() is not None
+
+
+def server_name() -> str:
+    """Who answers, for messages: "Kaggle" or "the local stand-in"."""
+    return "the local stand-in" if is_standin() else "Kaggle"
+
+
+def source_label() -> str:
+    """One line saying where the data shown come from; unmistakable when it is not Kaggle."""
+    target = endpoint()
+    if target is None:
+        return f"source: Kaggle ({PRODUCTION})"
+    return (f"source: LOCAL STAND-IN at {target} ({ENDPOINT_ENV}), NOT Kaggle: "
+            "its scores are on its own truth file and its teams are invented")
 
 
 def _config_dir() -> str:
@@ -94,19 +120,29 @@ def _api_class():
     return KitKaggleApi
 
 
-def authenticated_api():
-    """An authenticated KaggleApi; :class:`KitError` with the three ways to authenticate if none works."""
+def new_api():
+    """A KaggleApi, not yet authenticated, bound to :func:`endpoint` and to the config dir as it is now."""
     api = _api_class()()
     api.config_dir = _config_dir()
     api.config = os.path.join(api.config_dir, api.config_file)
+    return api
+
+
+def authenticated_api():
+    """An authenticated KaggleApi; :class:`KitError` with the three ways to authenticate if none works."""
+    api = new_api()
     said = io.StringIO()
     try:
         with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):  # the client's own help banner
             api.authenticate()
     except SystemExit:
-        raise KitError(CREDENTIALS_HELP) from None
+        refused = _refused_token(api)
+        raise KitError(refused or CREDENTIALS_HELP) from None
     except Exception as err:  # the token check is a network call
         raise translate(err, "authenticating with Kaggle") from None
+    refused = _refused_token(api)
+    if refused:  # the client fell back to kaggle.json, yet its HTTP layer would still send the refused token
+        raise KitError(refused)
     for line in said.getvalue().splitlines():
         if line.startswith("Warning"):  # e.g. kaggle.json readable by others; names the file, not the key
             log.warning("kaggle: %s", line)
@@ -114,6 +150,28 @@ def authenticated_api():
     if target:
         log.info("kaggle: using the endpoint %s (from %s)", target, ENDPOINT_ENV)
     return api
+
+
+def _refused_token(api) -> str | None:
+    """The message for an API token that the token check refused (None when no token was refused).
+
+    The client checks ``KAGGLE_API_TOKEN`` (or ``~/.kaggle/access_token``) with ``IntrospectToken``
+    and, when it is not active, silently tries the other credentials; with none it would say that no
+    credentials exist, which misleads. A token in use is kept in ``config_values``; one found but not
+    kept was refused.
+    """
+    from kagglesdk import get_access_token_from_env
+
+    token, source = get_access_token_from_env()
+    if not token or api.config_values.get(api.CONFIG_NAME_TOKEN):
+        return None
+    where = {"access_token": "~/.kaggle/access_token"}.get(source, source)
+    return (
+        f"{server_name()} refused the API token from {where}: the token check says it is not active "
+        "(mistyped, expired or revoked). Create a new token at https://www.kaggle.com/settings (API section) "
+        f"and put it in {where}, or remove it to use kaggle.json; while it is set, the client sends it with "
+        "every call."
+    )
 
 
 def username(api) -> str:
@@ -132,18 +190,18 @@ def translate(err: Exception, action: str) -> KitError:
         detail = str(err)
         if status in (401, 403):
             return KitError(
-                f"{action}: Kaggle refused the credentials (HTTP {status}). Check KAGGLE_USERNAME/KAGGLE_KEY, "
+                f"{action}: {server_name()} refused the credentials (HTTP {status}). Check KAGGLE_USERNAME/KAGGLE_KEY, "
                 "kaggle.json or KAGGLE_API_TOKEN (a key regenerated on kaggle.com invalidates the old one), "
                 "and that you accepted the competition's rules on its Kaggle page."
             )
         if status == 404:
             return KitError(
-                f"{action}: not found on Kaggle (HTTP 404): {detail}. Check the competition or kernel name."
+                f"{action}: not found on {server_name()} (HTTP 404): {detail}. Check the competition or kernel name."
             )
         if status == 429:
-            return KitError(f"{action}: Kaggle rate-limited the request (HTTP 429); wait a little and retry.")
+            return KitError(f"{action}: {server_name()} rate-limited the request (HTTP 429); wait a little and retry.")
         return KitError(
-            f"{action}: Kaggle answered HTTP {status}: {detail}. Retry later; the command is safe to rerun."
+            f"{action}: {server_name()} answered HTTP {status}: {detail}. Retry later; the command is safe to rerun."
         )
     if isinstance(err, requests.ConnectionError | requests.Timeout):
         where = endpoint() or "api.kaggle.com"
@@ -151,6 +209,18 @@ def translate(err: Exception, action: str) -> KitError:
     if isinstance(err, ValueError):
         return KitError(f"{action}: {err}")
     return KitError(f"{action}: {type(err).__name__}: {err}")
+
+
+def all_pages(fetch: Callable[[str], tuple[list, str]], max_pages: int = 1000) -> list:
+    """Every item of a paged call: ``fetch(page_token) -> (items, next_page_token)``, from token "" on."""
+    items, token, seen = [], "", set()
+    for _ in range(max_pages):
+        page, token = fetch(token)
+        items.extend(page or [])
+        if not token or token in seen:
+            return items
+        seen.add(token)
+    raise KitError(f"more than {max_pages} pages: stopped reading (the server keeps answering with a next page)")
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from kit import survey
 from kit.config import Config
 from kit.errors import InputError, KitError
 from kit.files import atomic_path, write_json
-from kit.kaggle.client import authenticated_api, kaggle_errors
+from kit.kaggle.client import authenticated_api, kaggle_errors, source_label
 
 log = logging.getLogger(__name__)
 
@@ -187,5 +187,6 @@ def download(competition: str, folder: Path, check_rows: bool = False, force: bo
 def run(args: argparse.Namespace, config: Config) -> int:
     folder = download(args.competition, target_folder(args), check_rows=args.check_rows, force=args.force,
                       keep_zip=args.keep_zip)
+    print(source_label())
     print(f"OK: {args.competition} in {folder}")
     return 0

@@ -1,7 +1,8 @@
 """Validate a submission, check today's allowance, upload it with a telling message, record it.
 
 The message names the model, its OOF score and the git commit, so every leaderboard entry can be
-traced back to the code and models that made it. Each upload becomes a row of ``submissions/ledger.csv``.
+traced back to the code and models that made it. Each upload becomes a row of the endpoint's ledger
+(``submissions/ledger.csv`` for Kaggle, ``submissions/ledger-standin.csv`` for the local stand-in).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from kit import survey
 from kit.config import Config
 from kit.errors import KitError
 from kit.kaggle import ledger
-from kit.kaggle.client import authenticated_api, kaggle_errors
+from kit.kaggle.client import authenticated_api, endpoint_name, kaggle_errors, server_name, source_label
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +104,17 @@ def submit(path: Path, config: Config, competition: str = survey.COMPETITION, mo
     ref = getattr(response, "ref", None)
     if not ref:  # the client reports a failed upload in the message and does not raise
         text = getattr(response, "message", "") or "no reference returned"
-        raise KitError(f"Kaggle did not accept {path}: {text}. Nothing was recorded; rerun `make submit`.")
+        raise KitError(f"{server_name()} did not accept {path}: {text}. Nothing was recorded; rerun `make submit`.")
     row = {
-        "time": datetime.now(UTC).isoformat(timespec="seconds"), "competition": competition, "file": str(path),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"), "endpoint": endpoint_name(),
+        "competition": competition, "file": str(path),
         "sha256": sha256(path), "message": message, "model": model, "oof_score": oof, "local_score": local,
         "ref": str(ref), "status": "PENDING",
     }
-    ledger.append(config.ledger_path, row)
-    print(f"submitted {path} as {ref}: {response.message}")
+    path_ledger = ledger.path_for(config)
+    ledger.append(path_ledger, row)
+    print(source_label())
+    print(f"submitted {path} as {ref}: {response.message} (recorded in {path_ledger})")
     return row
 
 

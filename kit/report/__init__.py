@@ -387,24 +387,34 @@ def _section_distribution(page, config: Config, subs: list[Path], targets: pd.Se
 
 
 def _section_ledger(page, config: Config) -> None:
+    """Kaggle's ledger, then the local stand-in's (labelled as such), each row with its endpoint."""
+    from kit.kaggle import ledger as kit_ledger
+
     page.section("Submissions ledger")
-    path = config.ledger_path
-    if not path.exists():
-        page.note(f"{path} not found (no upload yet)")
+    kaggle_path = config.ledger_path
+    standin_path = kaggle_path.with_name(kit_ledger.STANDIN_FILE)
+    if not kaggle_path.exists() and not standin_path.exists():
+        page.note(f"{kaggle_path} not found (no upload yet)")
         return
-    ledger = pd.read_csv(path)
-    if ledger.empty:
-        page.note(f"{path} is empty")
-        return
-    for board in ("public", "private"):
-        if board in ledger.columns and "oof" in ledger.columns:
-            gap = pd.to_numeric(ledger[board], errors="coerce") - pd.to_numeric(ledger["oof"], errors="coerce")
-            ledger[f"{board} - oof"] = gap
-    wanted = ["time", "file", "model", "message", "status", "oof", "local", "public", "private",
-              "public - oof", "private - oof"]
-    cols = [c for c in wanted if c in ledger.columns] + [c for c in ledger.columns if c not in wanted
-                                                         and c not in ("sha256", "competition", "ref")]
-    page.table(ledger[cols], "Every upload: cross-validation (oof), local test score and Kaggle's scores.")
+    for path, caption in (
+        (kaggle_path, "Uploads to Kaggle: cross-validation (oof), local test score and Kaggle's scores."),
+        (standin_path, "Uploads to the LOCAL STAND-IN, not Kaggle: its scores are on its own truth file, "
+                       "its leaderboard holds invented teams."),
+    ):
+        if not path.exists():
+            continue
+        rows = pd.DataFrame(kit_ledger.read(path), columns=list(kit_ledger.COLUMNS))
+        if rows.empty:
+            page.note(f"{path} is empty")
+            continue
+        rows["endpoint"] = rows["endpoint"].replace("", "(not recorded)")
+        for board in ("public", "private"):
+            gap = pd.to_numeric(rows[f"{board}_score"], errors="coerce") - pd.to_numeric(rows["oof_score"],
+                                                                                          errors="coerce")
+            rows[f"{board} - oof"] = gap
+        cols = ["time", "endpoint", "file", "model", "message", "status", "oof_score", "local_score",
+                "public_score", "private_score", "public - oof", "private - oof"]
+        page.table(rows[cols], f"{path}. {caption}")
 
 
 # --- the whole page ---------------------------------------------------------------------------

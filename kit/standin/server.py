@@ -1,27 +1,37 @@
-"""A stand-in Kaggle API server for tests and demos, on 127.0.0.1 only.
+"""A stand-in Kaggle API server for tests and demos, on 127.0.0.1 only. It is not Kaggle and says so.
 
 It speaks what the official client sends (``POST /api/v1/{service}/{Method}``, camelCase JSON,
-Basic or Bearer auth) for the calls the kit makes: competition download (302 to a file served with
-Range/ETag support), submission upload and scoring against ``test_truth.csv`` with a fixed
-public/private split, submission limits, submissions list, leaderboard, kernel push/status/output.
+Basic or Bearer auth) for the calls the kit and the ``kaggle`` CLI's common commands make: competition
+list, file list, download (302 to a file served with Range/ETag support), submission upload and scoring
+against ``test_truth.csv`` with a fixed public/private split, submission limits, submissions list,
+leaderboard (paged, public or private) and its download, kernel push/status/output.
 Failures can be injected (:meth:`StandinServer.fail_next`, ``fail_uploads``, ``drop_download_after``).
+
+Nothing it serves can pass for Kaggle's: the leaderboard holds invented teams (``Invented team 001
+(stand-in)``...), the competition's title and category say "local stand-in", the download carries
+:data:`NOTE_FILE`, and the leaderboard download is named ``...-LOCAL-STANDIN.csv``. Like the real
+PLAsTiCC-2018, the competition is closed by default: submissions are scored but get no rank.
 
 Python API::
 
     with StandinServer(competition_dir, username="u", key="k") as server:
         os.environ["KIT_KAGGLE_ENDPOINT"] = server.url
 
-Command: ``python -m kit serve-kaggle --competition-dir data/sim-demo --port 8777``.
+Command: ``python -m kit serve-kaggle --competition-dir data/sim-demo --port 8777``; the ``kaggle`` CLI reaches
+it through ``KIT_KAGGLE_ENDPOINT=http://127.0.0.1:8777 python -m kit kaggle-cli competitions list``.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import csv
 import gzip
 import hashlib
+import io
 import json
 import logging
+import random
 import re
 import shutil
 import signal
@@ -42,19 +52,18 @@ from kit.standin import scoring
 
 log = logging.getLogger(__name__)
 
-#: Fake teams with public scores near the real top of the PLAsTiCC leaderboard (lower is better).
-FAKE_TEAMS: tuple[tuple[str, float], ...] = (
-    ("Kyle Boone", 0.680),
-    ("MIKE & SILOGRAM", 0.701),
-    ("Major Tom, mamas & nyanp", 0.729),
-    ("Ahmet Erdem", 0.762),
-    ("SKZ Lost in Translation", 0.787),
-    ("Stefan Stefanov", 0.801),
-    ("hklee", 0.833),
-    ("rapids.ai", 0.873),
-    ("Simple Baseline", 1.170),
-    ("All Prior", 2.050),
+#: Every team on the stand-in's leaderboard is invented and named so that it cannot be taken for a real one.
+TEAM_NAME = "Invented team {:03d} (stand-in)"
+#: The file the stand-in adds to the competition's files and download, saying where they come from.
+NOTE_FILE = "LOCAL-STANDIN-NOT-KAGGLE.txt"
+NOTE_TEXT = (
+    "These files were served by the PLAsTiCC kit's local stand-in of the Kaggle API (kit/standin), not by Kaggle.\n"
+    "Its scores come from the stand-in's own truth file; its leaderboard holds invented teams.\n"
 )
+#: PLAsTiCC-2018's real deadline: the stand-in's competition is closed like the real one unless told otherwise.
+DEADLINE = "2018-12-17T23:59:00.000Z"
+#: Rows per page at most, so that clients must follow ``nextPageToken`` as on Kaggle.
+MAX_PAGE_SIZE = 100
 MACHINE_SHAPES = ("NvidiaTeslaT4", "NvidiaTeslaP100", "NvidiaTeslaT4Highmem", "NvidiaL4", "Tpu1VmV38", "None")
 COMPETITION_SERVICE = "competitions.CompetitionApiService"
 KERNELS_SERVICE = "kernels.KernelsApiService"
@@ -69,6 +78,30 @@ class ApiError(Exception):
 
 def _now() -> str:
     return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def invented_teams(n: int, seed: int = 2018) -> list[dict]:
+    """``n`` invented teams, best private score first: name, id, date and a private and a public score.
+
+    The scores are made up (a smooth spread from 0.8 to 2.4 with noise, lower is better) and the names
+    say they are invented: a rank among them tells how the mechanics work, not how a model would fare.
+    """
+    rng = random.Random(seed)
+    private = sorted(0.8 + 1.6 * (i / max(n - 1, 1)) ** 1.6 + rng.gauss(0, 0.01) for i in range(n))
+    return [{"name": TEAM_NAME.format(i + 1), "id": 90_001 + i, "private": score,
+             "public": score + rng.gauss(0, 0.03), "date": f"2018-12-{10 + i % 8:02d}T{i % 24:02d}:00:00.000Z"}
+            for i, score in enumerate(private)]
+
+
+def _page(items: list, body: dict, default_size: int = 20) -> tuple[list, str]:
+    """One page of ``items`` for ``pageSize`` / ``pageToken`` (or the older 1-based ``page``); the next token."""
+    size = max(1, min(int(body.get("pageSize") or default_size), MAX_PAGE_SIZE))
+    token = str(body.get("pageToken") or "")
+    if token and not token.isdigit():
+        raise ApiError(400, f"Invalid page token '{token}'")
+    start = int(token) if token else (max(1, int(body.get("page") or 1)) - 1) * size
+    end = start + size
+    return items[start:end], str(end) if end < len(items) else ""
 
 
 class StandinServer:
@@ -88,16 +121,25 @@ class StandinServer:
         How the light-curve files sit in the download zip: ``csv``, ``zip`` (nested .csv.zip) or ``gz``.
     state_dir
         Where the zip and ``state.json`` (submissions, kernels) live; a temporary folder if None.
+    teams
+        How many invented teams the leaderboard holds (more than a page, so that paging is exercised).
+    closed
+        True (default): past the deadline, like the real competition; submissions are scored, never ranked,
+        and the leaderboard is the final one (private by default, public on request). False: open;
+        our best public score enters the public leaderboard and there is no private one yet.
     """
 
     def __init__(self, competition_dir: Path, competition: str = survey.COMPETITION, username: str = "kit-user",
                  key: str = "kit-key", token: str | None = None, daily_limit: int = 5, member_format: str = "csv",
-                 state_dir: Path | None = None, host: str = "127.0.0.1", port: int = 0):
+                 state_dir: Path | None = None, host: str = "127.0.0.1", port: int = 0, teams: int = 250,
+                 closed: bool = True):
         self.competition_dir = Path(competition_dir)
         self.competition = competition
         self.username, self.key, self.token = username, key, token
         self.daily_limit = daily_limit
         self.member_format = member_format
+        self.closed = closed
+        self.teams = invented_teams(teams)
         self._own_state = state_dir is None
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="kaggle-standin-"))
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -200,13 +242,17 @@ class StandinServer:
                 target = self.state_dir / f"{self.competition}.zip"
                 tmp = target.with_suffix(".building")
                 with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-                    for path in sorted(self.competition_dir.iterdir()):
-                        if not path.is_file() or path.name == survey.TEST_TRUTH or path.name.startswith("."):
-                            continue
+                    zf.writestr(NOTE_FILE, NOTE_TEXT)
+                    for path in self.data_files():
                         self._add_member(zf, path)
                 tmp.replace(target)
                 self._zip = target
             return self._zip
+
+    def data_files(self) -> list[Path]:
+        """The competition's files as served: every file of the folder but the truth and hidden files."""
+        return [path for path in sorted(self.competition_dir.iterdir())
+                if path.is_file() and path.name not in (survey.TEST_TRUTH, NOTE_FILE) and not path.name.startswith(".")]
 
     def _add_member(self, zf: zipfile.ZipFile, path: Path) -> None:
         lightcurves = path.name in (survey.TRAIN_LIGHTCURVES, survey.TEST_LIGHTCURVES)
@@ -245,9 +291,14 @@ class StandinServer:
         if key == f"{COMPETITION_SERVICE}/DownloadDataFile":
             self._check_competition(body)
             name = Path(str(body.get("fileName", ""))).name
-            if name == survey.TEST_TRUTH or not (self.competition_dir / name).is_file():
+            if name != NOTE_FILE and name not in {p.name for p in self.data_files()}:
                 raise ApiError(404, f"File '{name}' not found")
             return 302, f"{self.url}/files/single/{name}"
+        if key == f"{COMPETITION_SERVICE}/ListCompetitions":
+            return self._list_competitions(body)
+        if key == f"{COMPETITION_SERVICE}/ListDataFiles":
+            self._check_competition(body)
+            return self._list_data_files(body)
         if key == f"{COMPETITION_SERVICE}/StartSubmissionUpload":
             self._check_competition(body)
             token = uuid.uuid4().hex
@@ -261,10 +312,15 @@ class StandinServer:
         if key == f"{COMPETITION_SERVICE}/ListSubmissions":
             self._check_competition(body)
             subs = sorted(self.submissions, key=lambda s: s["ref"], reverse=True)
-            return {"submissions": [{k: v for k, v in s.items() if not k.startswith("_")} for s in subs]}
+            page, token = _page([{k: v for k, v in s.items() if not k.startswith("_")} for s in subs], body)
+            return {"submissions": page, "nextPageToken": token}
         if key == f"{COMPETITION_SERVICE}/GetLeaderboard":
             self._check_competition(body)
-            return {"submissions": self._leaderboard()}
+            page, token = _page(self.leaderboard(public=bool(body.get("overridePublic")) or not self.closed), body)
+            return {"submissions": page, "nextPageToken": token}
+        if key == f"{COMPETITION_SERVICE}/DownloadLeaderboard":
+            self._check_competition(body)
+            return 302, f"{self.url}/files/leaderboard/{self.competition}.zip"
         if key == f"{KERNELS_SERVICE}/SaveKernel":
             return self._save_kernel(body)
         if key == f"{KERNELS_SERVICE}/GetKernelSessionStatus":
@@ -299,16 +355,58 @@ class StandinServer:
             entry["status"], entry["errorDescription"] = "ERROR", f"Submission scoring error: {err}"
         self.submissions.append(entry)
         self._save_state()
-        return {"message": f"Successfully submitted to {self.competition}", "ref": entry["ref"]}
+        return {"message": f"Successfully submitted to {self.competition} on the LOCAL STAND-IN (not Kaggle)",
+                "ref": entry["ref"]}
 
-    def _leaderboard(self) -> list[dict]:
-        rows = [(name, score) for name, score in FAKE_TEAMS]
-        ours = [float(s["publicScore"]) for s in self.submissions if s.get("status") == "COMPLETE"]
-        if ours:
-            rows.append((self.username, min(ours)))
-        rows.sort(key=lambda r: r[1])
-        return [{"teamId": 100 + i, "teamName": name, "submissionDate": _now(), "score": f"{score:.5f}"}
-                for i, (name, score) in enumerate(rows)]
+    def leaderboard(self, public: bool) -> list[dict]:
+        """The public or private leaderboard, best first: the invented teams, and us while the competition is open."""
+        board = "public" if public else "private"
+        rows = [(t[board], t["name"], t["id"], t["date"]) for t in self.teams]
+        ours = [s for s in self.submissions if s.get("status") == "COMPLETE"]
+        if ours and not self.closed:  # late submissions are scored but never ranked
+            best = min(ours, key=lambda s: float(s["publicScore"]))
+            rows.append((float(best[f"{board}Score"]), self.username, 1, best["date"]))
+        rows.sort(key=lambda r: r[0])
+        return [{"teamId": team_id, "teamName": name, "submissionDate": date, "score": f"{score:.5f}"}
+                for score, name, team_id, date in rows]
+
+    def leaderboard_zip(self) -> bytes:
+        """What ``DownloadLeaderboard`` serves: the public leaderboard as CSV, in a zip, named as the stand-in's."""
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["TeamId", "TeamName", "SubmissionDate", "Score"])
+        for row in self.leaderboard(public=True):
+            writer.writerow([row["teamId"], row["teamName"], row["submissionDate"], row["score"]])
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(f"{self.competition}-publicleaderboard-LOCAL-STANDIN.csv", text.getvalue())
+        return buffer.getvalue()
+
+    def _list_competitions(self, body: dict) -> dict:
+        search = str(body.get("search") or "").lower()
+        if search and search not in self.competition.lower():
+            return {"competitions": []}
+        teams = len(self.teams) + (0 if self.closed or not self.submissions else 1)
+        deadline = DEADLINE if self.closed else "2099-12-31T23:59:00.000Z"
+        entry = {
+            "id": 1, "ref": f"{self.url}/competitions/{self.competition}",
+            "title": f"{self.competition} (LOCAL STAND-IN: not Kaggle, invented teams)",
+            "url": f"{self.url}/competitions/{self.competition}", "category": "Local stand-in",
+            "organizationName": "PLAsTiCC kit stand-in", "reward": "none (stand-in)", "deadline": deadline,
+            "teamCount": teams, "userHasEntered": bool(self.submissions), "maxDailySubmissions": self.daily_limit,
+            "evaluationMetric": "weighted multi-class log loss (lower is better)", "hostName": "local stand-in",
+        }
+        return {"competitions": [entry]}
+
+    def _list_data_files(self, body: dict) -> dict:
+        files = [{"ref": NOTE_FILE, "name": NOTE_FILE, "totalBytes": len(NOTE_TEXT.encode()), "creationDate": _now()}]
+        for path in self.data_files():
+            stat = path.stat()
+            created = datetime.fromtimestamp(stat.st_mtime, UTC).replace(tzinfo=None)
+            files.append({"ref": path.name, "name": path.name, "totalBytes": stat.st_size,
+                          "creationDate": created.isoformat(timespec="milliseconds") + "Z"})
+        page, token = _page(files, body)
+        return {"files": page, "nextPageToken": token}
 
     def _save_kernel(self, body: dict) -> dict:
         slug = str(body.get("slug", ""))
@@ -424,12 +522,16 @@ class _Handler(BaseHTTPRequestHandler):
         s.requests.append(("GET", path, {k: self.headers[k] for k in ("Range", "If-Range") if k in self.headers}))
         if path == f"/files/{s.competition}.zip":
             return self._serve_file(s.zip_path())
+        if path == f"/files/leaderboard/{s.competition}.zip":
+            with s.lock:
+                return self._send(200, s.leaderboard_zip(), "application/zip")
+        if path == f"/files/single/{NOTE_FILE}":
+            return self._send(200, NOTE_TEXT.encode(), "text/plain")
         if path.startswith("/files/single/"):
             name = Path(path).name
-            target = s.competition_dir / name
-            if name == survey.TEST_TRUTH or not target.is_file():
+            if name not in {p.name for p in s.data_files()}:
                 return self._send(404, b"not found", "text/plain")
-            return self._serve_file(target)
+            return self._serve_file(s.competition_dir / name)
         match = re.fullmatch(r"/kernel-output/([^/]+/[^/]+)/(.+)", path)
         if match and match.group(2) in s.kernel_outputs.get(match.group(1), {}):
             return self._send(200, s.kernel_outputs[match.group(1)][match.group(2)], "application/octet-stream")
@@ -478,19 +580,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--username", default="kit-user")
     parser.add_argument("--key", default="kit-key", help="the key the stand-in accepts (a test value, not yours)")
     parser.add_argument("--daily-limit", type=int, default=5)
+    parser.add_argument("--teams", type=int, default=250, help="invented teams on the leaderboard")
+    parser.add_argument("--open", action="store_true",
+                        help="an open competition: our best public score is ranked (default: closed, as the real one)")
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
     from kit.errors import KitError
+    from kit.kaggle.client import ENDPOINT_ENV
 
     folder = Path(args.competition_dir or config.data_dir)
     if not (folder / survey.TEST_TRUTH).exists():
         raise KitError(f"{folder} has no {survey.TEST_TRUTH}: the stand-in scores against it; "
                        "use a simulated competition (`python -m kit simulate`)")
     server = StandinServer(folder, competition=args.competition, username=args.username, key=args.key,
-                           daily_limit=args.daily_limit, state_dir=args.state_dir, port=args.port).start()
-    print(f"stand-in Kaggle API at {server.url} for {args.competition} ({folder}); Ctrl-C stops it", flush=True)
-    print(f"  export KIT_KAGGLE_ENDPOINT={server.url} KAGGLE_USERNAME={args.username} KAGGLE_KEY=<--key>", flush=True)
+                           daily_limit=args.daily_limit, state_dir=args.state_dir, port=args.port,
+                           teams=args.teams, closed=not args.open).start()
+    print(f"LOCAL STAND-IN of the Kaggle API (not Kaggle) at {server.url} for {args.competition} ({folder}); "
+          "Ctrl-C stops it", flush=True)
+    print(f"  export {ENDPOINT_ENV}={server.url} KAGGLE_USERNAME={args.username} KAGGLE_KEY=<--key>", flush=True)
+    print("  then: python -m kit download / submit / submissions / leaderboard, or the kaggle CLI itself:", flush=True)
+    print(f"  python -m kit kaggle-cli competitions leaderboard -c {args.competition} --show", flush=True)
     def _stop(signum, frame):
         raise KeyboardInterrupt
 
