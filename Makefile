@@ -170,4 +170,4 @@ lint: $(STAMP) ## ruff
 clean-models: ## remove models/<name> (fold assignment included)
 	rm -rf $(MODELS)
 clean: ## remove build/, models/, reports/ and generated submissions (keeps data/ and .venv)
-	rm -rf build models reports submissions/*.csv.gz
+	rm -rf $(BUILD_ROOT) $(MODELS_ROOT) $(REPORTS_ROOT) $(SUBMISSIONS)/*.csv.gz
