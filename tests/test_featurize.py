@@ -186,12 +186,13 @@ def test_parts_left_by_a_run_with_other_settings_are_redone_not_blamed_on_the_in
     strays = {p.name: p.read_bytes() for p in parts_dir.glob("part-*.parquet")}
     expected = pd.read_parquet(featurize.build_test(config, force=True))
     config.features_path("test").unlink()
-    for name, content in strays.items():  # what a concurrent run with other settings leaves behind
+    for i, (name, content) in enumerate(sorted(strays.items())):  # what a concurrent run with other settings left
         (parts_dir / name).write_bytes(content)
-        (parts_dir / name.replace("part-", "part-0", 1)).write_bytes(content)  # and the names of an older kit
+        (parts_dir / f"part-{i:05d}.parquet").write_bytes(content)  # and under the names of the kit before keys
     got = pd.read_parquet(featurize.build_test(config))
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
-    assert not any(name in strays for name in os.listdir(parts_dir))
+    left = set(os.listdir(parts_dir))
+    assert not left & set(strays) and "part-00000.parquet" not in left
 
 
 def _variant(comp: Path, folder: Path, lightcurves=None, metadata=None) -> Path:
