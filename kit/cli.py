@@ -49,6 +49,25 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot-object": ("kit.report.plot_object", "draw one object's light curve with its predictions"),
 }
 
+#: Stages that use DATA's artefacts under build/<name> and models/<name>, and the folders they write:
+#: each folder records the data folder it was made from (kit.files.check_source), so that two data
+#: folders with the same name never share artefacts silently.
+DATA_STAGES: dict[str, tuple[str, ...]] = {
+    "features": ("build",), "sequences": ("build",), "folds": ("models",), "train-lgbm": ("models",),
+    "train-lstm": ("models",), "predict": ("models",), "blend": ("models",), "submission": (), "report": (),
+}
+
+
+def check_sources(config: Config, command: str) -> None:
+    """Refuse a build/<name> or models/<name> made from another data folder of the same name."""
+    from kit.files import check_source
+
+    writes = DATA_STAGES.get(command)
+    if writes is None:
+        return
+    for kind, folder in (("build", config.build_dir), ("models", config.models_dir)):
+        check_source(folder, config.data_dir, record=kind in writes)
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
     defaults = Config()
@@ -114,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[args.command][0])
     started = time.perf_counter()
     try:
-        code = module.run(args, config_from_args(args))
+        config = config_from_args(args)
+        check_sources(config, args.command)
+        code = module.run(args, config)
     except KitError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

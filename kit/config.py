@@ -8,6 +8,7 @@ Artefact layout for a competition folder ``DATA`` named ``<name>``::
     DATA/                               Kaggle's files (+ test_truth.csv when the truth is known)
     build/<name>/features_<split>.parquet
     build/<name>/features_test.parts/   resumable per-chunk parts of the test features
+    build/<name>/source.json, models/<name>/source.json   the data folder they were made from
     build/<name>/sequences_<split>/     ragged passband sequences
     models/<name>/folds.csv             object_id,fold: shared by every model
     models/<name>/<model>/              fold models, oof.parquet, test.parquet, score.json

@@ -5,15 +5,20 @@ Test features are built part by part, each part a run of whole objects written a
 ``build/<name>/features_test.parts/``, so an interrupted run resumes where it stopped. Parts are
 byte ranges that workers read themselves (uncompressed CSV) or streamed chunks (``.csv.gz``); they
 run on local processes or on a Dask cluster (``--scheduler``) and the result is the same.
+
+Each part's name carries a digest of the inputs and the split (``part-<key>-<index>.parquet``), so a
+part left by a run with other settings is never mistaken for one of this run's; one run at a time
+holds ``build/<name>/.features.lock``.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
+import json
 import logging
 import math
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +33,14 @@ from kit import data, idsets, lightcurves, parallel, survey
 from kit.config import Config
 from kit.errors import InputError
 from kit.features import METADATA_FEATURES, build_features
-from kit.files import PARQUET_OPTIONS, atomic_path, is_fresh, read_json, write_json, write_parquet
+from kit.files import PARQUET_OPTIONS, atomic_path, folder_lock, is_fresh, read_json, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 PARTS_SUFFIX = ".parts"
 MANIFEST = "manifest.json"
-#: Examples of unmatched object ids shown in warnings.
-N_EXAMPLES = 5
+#: Name of the lock a `features` run holds on its build folder.
+LOCK_NAME = "features"
+N_EXAMPLES = data.N_EXAMPLES
 
 
 @dataclass(frozen=True)
@@ -57,8 +63,14 @@ class PartResult:
     objects: int
 
 
-def part_path(parts_dir: Path, index: int) -> Path:
-    return Path(parts_dir) / f"part-{index:05d}.parquet"
+def part_path(parts_dir: Path, key: str, index: int) -> Path:
+    """Part ``index`` of the split identified by ``key`` (see :func:`manifest_key`)."""
+    return Path(parts_dir) / f"part-{key}-{index:05d}.parquet"
+
+
+def manifest_key(manifest: dict) -> str:
+    """A short digest of the inputs and split that the parts are made from."""
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @functools.lru_cache(maxsize=2)
@@ -97,34 +109,13 @@ def build_train(config: Config, force: bool = False) -> Path:
     lc = lightcurves.read_lightcurves(config.train_lightcurves)
     feats = build_features(lc, meta)
     meta_ids = meta[survey.OBJECT_ID].to_numpy()
-    check_overlap(feats.index.to_numpy(), meta_ids, config.train_lightcurves, config.train_metadata)
+    data.compare_ids(feats.index.to_numpy(), meta_ids, config.train_lightcurves, config.train_metadata, "train")
     target = meta.set_index(survey.OBJECT_ID)[survey.TARGET]
     feats = feats.loc[feats.index.isin(target.index)]
     feats[survey.TARGET] = target.reindex(feats.index).to_numpy().astype(survey.METADATA_DTYPES[survey.TARGET])
     write_parquet(out, feats.reset_index())
     log.info("wrote %s: %d objects, %d features", out, len(feats), feats.shape[1] - 1)
     return out
-
-
-def check_overlap(lc_ids: np.ndarray, meta_ids: np.ndarray, lc_path: Path, meta_path: Path) -> None:
-    """Warn about objects present on one side only; raise if no object is on both sides."""
-    lc_ids, meta_ids = idsets.unique(lc_ids), idsets.unique(meta_ids)
-    only_lc, only_meta = idsets.absent(lc_ids, meta_ids), idsets.absent(meta_ids, lc_ids)
-    if lc_ids.size and only_lc.size == lc_ids.size:
-        raise InputError(
-            f"{lc_path} and {meta_path} share no object_id (e.g. light curves of {only_lc[:N_EXAMPLES].tolist()}, "
-            f"metadata of {meta_ids[:N_EXAMPLES].tolist()}): are they from the same competition folder?"
-        )
-    if only_lc.size:
-        log.warning(
-            "%d object(s) of %s are absent from %s (e.g. %s): their metadata features are NaN",
-            only_lc.size, lc_path, meta_path, only_lc[:N_EXAMPLES].tolist(),
-        )
-    if only_meta.size:
-        log.warning(
-            "%d object(s) of %s have no light-curve rows in %s (e.g. %s): they get no features",
-            only_meta.size, meta_path, lc_path, only_meta[:N_EXAMPLES].tolist(),
-        )
 
 
 # --- test ------------------------------------------------------------------------------------
@@ -141,35 +132,38 @@ def _manifest(config: Config, ranges: list[tuple[int, int]] | None) -> dict:
     }
 
 
-def _prepare_parts_dir(parts_dir: Path, manifest: dict, force: bool) -> None:
-    """Keep finished parts only when they were made from the same inputs and split."""
-    path = parts_dir / MANIFEST
-    if parts_dir.exists() and (force or not path.exists() or read_json(path) != manifest):
-        if any(parts_dir.glob("part-*.parquet")):
-            log.info("discarding stale parts in %s (inputs or split changed)", parts_dir)
-        shutil.rmtree(parts_dir)
+def _prepare_parts_dir(parts_dir: Path, manifest: dict, key: str, force: bool) -> None:
+    """Keep only the finished parts made from the same inputs and split: their names carry ``key``.
+
+    Anything else in the folder (parts of other settings, temporaries of a killed run) is the kit's
+    own leftover and is removed; ``manifest.json`` says what the kept parts are made from.
+    """
     parts_dir.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        write_json(path, manifest)
+    ours = f"part-{key}-"
+    stale = [p for p in parts_dir.glob("part-*.parquet") if force or not p.name.startswith(ours)]
+    if stale:
+        log.info("discarding %d stale part(s) in %s (inputs or split changed)", len(stale), parts_dir)
+    for path in stale + list(parts_dir.glob(".part-*.tmp")):
+        path.unlink(missing_ok=True)
+    if not (parts_dir / MANIFEST).exists() or read_json(parts_dir / MANIFEST) != manifest:
+        write_json(parts_dir / MANIFEST, manifest)
 
 
-def _test_tasks(config: Config, parts_dir: Path, ranges, skipped: list[int]):
+def _test_tasks(config: Config, parts_dir: Path, key: str, ranges, skipped: list[int], parts: list[Path]):
+    """Tasks of the parts not finished yet; ``skipped`` gets the finished ones, ``parts`` every part's path."""
     common = {"lightcurves": str(config.test_lightcurves), "metadata": str(config.test_metadata)}
     inputs = [config.test_lightcurves, config.test_metadata]
     if ranges is not None:
-        for i, (start, end) in enumerate(ranges):
-            out = part_path(parts_dir, i)
-            if is_fresh([out], inputs):
-                skipped.append(i)
-                continue
-            yield PartTask(i, out=str(out), start=start, end=end, **common)
-        return
-    for i, chunk in enumerate(lightcurves.iter_object_chunks(config.test_lightcurves, config.chunk_rows)):
-        out = part_path(parts_dir, i)
+        sources = ({"start": start, "end": end} for start, end in ranges)
+    else:
+        sources = ({"frame": c} for c in lightcurves.iter_object_chunks(config.test_lightcurves, config.chunk_rows))
+    for i, source in enumerate(sources):
+        out = part_path(parts_dir, key, i)
+        parts.append(out)
         if is_fresh([out], inputs):
             skipped.append(i)
             continue
-        yield PartTask(i, out=str(out), frame=chunk, **common)
+        yield PartTask(i, out=str(out), **source, **common)
 
 
 def build_test(config: Config, force: bool = False) -> Path:
@@ -180,6 +174,17 @@ def build_test(config: Config, force: bool = False) -> Path:
         log.info("%s is up to date", out)
         return out
     lightcurves.read_header(lc_path)
+    with folder_lock(out.parent, LOCK_NAME):
+        ids, skipped = _build_test_parts(config, out, force)
+    if skipped:
+        log.info("resumed: %d finished part(s) kept from an earlier run", len(skipped))
+    log.info("wrote %s: %d objects", out, ids.size)
+    return out
+
+
+def _build_test_parts(config: Config, out: Path, force: bool) -> tuple[np.ndarray, list[int]]:
+    """Make the missing parts and join them into ``out`` (under the build folder's lock)."""
+    lc_path, meta_path = config.test_lightcurves, config.test_metadata
     meta = _metadata(str(meta_path), meta_path.stat().st_mtime_ns)
     ranges = None
     if not lightcurves.is_compressed(lc_path):
@@ -187,26 +192,26 @@ def build_test(config: Config, force: bool = False) -> Path:
         n_parts = max(config.workers, math.ceil(rows_estimate / max(1, config.chunk_rows)))
         ranges = lightcurves.object_byte_ranges(lc_path, n_parts)
     parts_dir = out.with_name(out.stem + PARTS_SUFFIX)
-    _prepare_parts_dir(parts_dir, _manifest(config, ranges), force)
+    manifest = _manifest(config, ranges)
+    key = manifest_key(manifest)
+    _prepare_parts_dir(parts_dir, manifest, key, force)
     skipped: list[int] = []
+    parts: list[Path] = []
     total = lc_path.stat().st_size / lightcurves.BYTES_PER_ROW if ranges is not None else None
     with (
         atomic_path(out) as tmp,
         tqdm(total=total, unit="rows", unit_scale=True, desc="features test", file=sys.stderr, smoothing=0.1) as bar,
     ):
-        join = _PartJoin(parts_dir, tmp)
-        tasks = _test_tasks(config, parts_dir, ranges, skipped)
+        join = _PartJoin(parts_dir, key, tmp)
+        tasks = _test_tasks(config, parts_dir, key, ranges, skipped, parts)
         for result in parallel.map_unordered(featurize_part, tasks, config.workers, config.scheduler):
             bar.update(result.rows)
             join.finished(result.index)
             join.finished(*skipped)
         join.finished(*skipped)
-        ids = join.close(sorted(parts_dir.glob("part-*.parquet")), lc_path)
-    if skipped:
-        log.info("resumed: %d finished part(s) kept from an earlier run", len(skipped))
-    check_overlap(ids, meta[survey.OBJECT_ID].to_numpy(), lc_path, meta_path)
-    log.info("wrote %s: %d objects", out, ids.size)
-    return out
+        ids = join.close(parts, lc_path)
+        data.compare_ids(ids, meta[survey.OBJECT_ID].to_numpy(), lc_path, meta_path, "test")
+    return ids, skipped
 
 
 class _PartJoin:
@@ -217,8 +222,8 @@ class _PartJoin:
     rows were not contiguous).
     """
 
-    def __init__(self, parts_dir: Path, tmp: Path) -> None:
-        self.parts_dir, self.tmp = parts_dir, tmp
+    def __init__(self, parts_dir: Path, key: str, tmp: Path) -> None:
+        self.parts_dir, self.key, self.tmp = parts_dir, key, tmp
         self.writer: pq.ParquetWriter | None = None
         self.done: set[int] = set()
         self.next = 0
@@ -230,7 +235,7 @@ class _PartJoin:
         """Note finished parts and append every part that is now next in order."""
         self.done.update(indices)
         while self.ascending and self.next in self.done:
-            self._append(pq.read_table(part_path(self.parts_dir, self.next)))
+            self._append(pq.read_table(part_path(self.parts_dir, self.key, self.next)))
             self.next += 1
 
     def _append(self, table: pa.Table) -> None:

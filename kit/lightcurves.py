@@ -25,6 +25,7 @@ import pyarrow.csv as pacsv
 from kit import fastcsv, idsets, survey
 from kit.data import check_columns
 from kit.errors import InputError
+from kit.files import gzip_errors
 
 #: Bytes per row of Kaggle's light-curve CSVs (19.3 GB / 453.6 M rows), to turn rows into bytes.
 BYTES_PER_ROW = 42
@@ -38,6 +39,8 @@ MAX_BLOCK_BYTES = 16 * 2**20
 _FIRST_DATA_LINE = 2
 _ARROW_TYPES: dict[str, pa.DataType] = {c: pa.from_numpy_dtype(t) for c, t in survey.LIGHTCURVE_DTYPES.items()}
 _INT_COLUMNS = {c for c, t in survey.LIGHTCURVE_DTYPES.items() if t.kind == "i"}
+#: Values pyarrow reads as missing (NaN): the kit rejects them in light curves.
+_NULL_VALUES = frozenset(pacsv.ConvertOptions().null_values)
 
 
 # --- header and files ------------------------------------------------------------------------
@@ -64,7 +67,7 @@ def read_header(path: Path) -> tuple[list[str], int]:
     """
     path = Path(path)
     _check_exists(path)
-    with pa.input_stream(str(path), compression="detect") as stream:
+    with gzip_errors(path), pa.input_stream(str(path), compression="detect") as stream:
         head = stream.read(MIN_BLOCK_BYTES)
         while b"\n" not in head:
             more = stream.read(MIN_BLOCK_BYTES)
@@ -78,31 +81,37 @@ def read_header(path: Path) -> tuple[list[str], int]:
 
 
 # --- parsing one block ---------------------------------------------------------------------
-def _parse_block(data: bytes, columns: list[str], path: Path, first_line: int, at_eof: bool) -> pd.DataFrame:
-    """Parse complete CSV lines (no header) into a frame of ``survey.LIGHTCURVE_DTYPES``.
+def _parse_block(
+    data: bytes, columns: list[str], path: Path, first_line: int, at_eof: bool
+) -> tuple[pd.DataFrame, int]:
+    """Parse complete CSV lines (no header) into a frame of ``survey.LIGHTCURVE_DTYPES``; also its line count.
 
     Long data is parsed in pieces of about ``MAX_BLOCK_BYTES`` cut at line ends. ``first_line`` is
-    the file line number of the first line, for messages.
+    the file line number of the first line, for messages. Values outside what a PLAsTiCC light
+    curve can hold (see :func:`_check_values`) are errors naming their line and column.
     """
     frames, begin, line = [], 0, first_line
     while begin < len(data):
         cut = data.find(b"\n", begin + MAX_BLOCK_BYTES) + 1 or len(data)
-        frame = _parse_one(data[begin:cut], columns, path, line, at_eof and cut == len(data))
+        frame, n_lines = _parse_one(data[begin:cut], columns, path, line, at_eof and cut == len(data))
         frames.append(frame)
-        line += len(frame)
+        line += n_lines
         begin = cut
     if len(frames) <= 1:
-        return frames[0] if frames else _empty_frame()
-    return pd.concat(frames, ignore_index=True)
+        return (frames[0] if frames else _empty_frame()), line - first_line
+    return pd.concat(frames, ignore_index=True), line - first_line
 
 
-def _parse_one(data: bytes, columns: list[str], path: Path, first_line: int, at_eof: bool) -> pd.DataFrame:
+def _parse_one(
+    data: bytes, columns: list[str], path: Path, first_line: int, at_eof: bool
+) -> tuple[pd.DataFrame, int]:
     """Parse one block of at most about ``MAX_BLOCK_BYTES`` (see :func:`_parse_block`)."""
     if not data or data.isspace():
-        return _empty_frame()
+        return _empty_frame(), data.count(b"\n")
     fast = fastcsv.parse(data, columns)
-    if fast is not None:
-        return fast
+    if fast is not None:  # one row per line: the fast path gives way on empty lines
+        _check_values(fast, data, path, first_line)
+        return fast, len(fast)
     try:
         table = pacsv.read_csv(
             pa.py_buffer(data),
@@ -117,7 +126,55 @@ def _parse_one(data: bytes, columns: list[str], path: Path, first_line: int, at_
         raise InputError(_locate_bad_line(data, columns, path, first_line, at_eof)) from None
     if any(table.column(c).null_count for c in survey.LIGHTCURVE_COLUMNS):
         raise InputError(_locate_bad_line(data, columns, path, first_line, at_eof))
-    return table.to_pandas()
+    frame = table.to_pandas()
+    _check_values(frame, data, path, first_line)
+    return frame, data.count(b"\n") + (not data.endswith(b"\n"))
+
+
+def _check_values(frame: pd.DataFrame, data: bytes, path: Path, first_line: int) -> None:
+    """Raise :class:`InputError` at the first row whose value no PLAsTiCC light curve holds.
+
+    ``mjd`` must lie in ``survey.MJD_RANGE``, ``flux`` and ``flux_err`` must be finite, ``passband``
+    in 0..5 and ``detected`` 0 or 1. Vectorised: a few min/max reductions per block, and the rows
+    are searched only when one fails.
+    """
+    if frame.empty:
+        return
+    lo, hi = survey.MJD_RANGE
+    mjd, flux, err = (frame[c].to_numpy() for c in ("mjd", "flux", "flux_err"))
+    band, det = frame["passband"].to_numpy(), frame["detected"].to_numpy()
+    if (
+        mjd.min() >= lo and mjd.max() <= hi
+        and np.isfinite(flux.min()) and np.isfinite(flux.max())
+        and np.isfinite(err.min()) and np.isfinite(err.max())
+        and band.min() >= 0 and band.max() < survey.N_PASSBANDS and det.min() >= 0 and det.max() <= 1
+    ):
+        return
+    problems = {
+        "mjd": (~((mjd >= lo) & (mjd <= hi)),
+                f"outside the survey's dates (MJD {survey.SURVEY_MJD[0]:.0f}..{survey.SURVEY_MJD[1]:.0f}, "
+                f"accepted {lo:.0f}..{hi:.0f}): is the column in MJD days?"),
+        "flux": (~np.isfinite(flux), "not a finite number"),
+        "flux_err": (~np.isfinite(err), "not a finite number"),
+        "passband": ((band < 0) | (band >= survey.N_PASSBANDS), f"not a passband (0..{survey.N_PASSBANDS - 1})"),
+        "detected": ((det < 0) | (det > 1), "not 0 or 1"),
+    }
+    row, column, why = min((int(np.argmax(bad)), col, why) for col, (bad, why) in problems.items() if bad.any())
+    raise InputError(
+        f"{path}: line {_line_of_row(data, first_line, row)}, column '{column}': "
+        f"{frame[column].iloc[row]} is {why}. Fix the file or download it again."
+    )
+
+
+def _line_of_row(data: bytes, first_line: int, row: int) -> int:
+    """File line number of parsed row ``row`` of ``data`` (pyarrow skips empty lines; error path only)."""
+    seen = -1
+    for i, raw in enumerate(data.split(b"\n")):
+        if raw.strip(b"\r"):
+            seen += 1
+            if seen == row:
+                return first_line + i
+    return first_line + row
 
 
 def _empty_frame() -> pd.DataFrame:
@@ -153,11 +210,30 @@ def _line_problem(fields: list[str], columns: list[str]) -> str | None:
             continue
         if value.strip() == "":
             return f"column '{name}' is empty"
+        if value in _NULL_VALUES:
+            return f"column '{name}': '{value}' is a missing value (NaN); every observation needs one"
         try:
-            int(value) if name in _INT_COLUMNS else float(value)
+            number = int(value) if name in _INT_COLUMNS else float(value)
         except ValueError:
             return f"column '{name}': '{value}' is not a number"
+        if name in _INT_COLUMNS:
+            info = np.iinfo(survey.LIGHTCURVE_DTYPES[name])
+            if not info.min <= number <= info.max:
+                return f"column '{name}': {value} does not fit {info.dtype} ({info.min}..{info.max})"
     return None
+
+
+def _count_lines(path: Path, end: int) -> int:
+    """Newlines in the first ``end`` bytes of ``path``, read in blocks (error path only)."""
+    count, done = 0, 0
+    with open(path, "rb") as f:
+        while done < end:
+            block = f.read(min(MAX_BLOCK_BYTES, end - done))
+            if not block:
+                break
+            count += block.count(b"\n")
+            done += len(block)
+    return count
 
 
 # --- contiguity -----------------------------------------------------------------------------
@@ -199,7 +275,7 @@ def _iter_blocks(path: Path, block_bytes: int) -> Iterator[tuple[int, pd.DataFra
     columns, _ = read_header(path)
     block_bytes = max(int(block_bytes), MIN_BLOCK_BYTES)
     line = _FIRST_DATA_LINE
-    with pa.input_stream(str(path), compression="detect") as stream:
+    with gzip_errors(path), pa.input_stream(str(path), compression="detect") as stream:
         rest = b""
         header_done = False
         while True:
@@ -222,9 +298,15 @@ def _iter_blocks(path: Path, block_bytes: int) -> Iterator[tuple[int, pd.DataFra
                     continue
                 data, rest = buf[: cut + 1], buf[cut + 1 :]
             if data:
-                frame = _parse_block(data, columns, path, line, at_eof)
+                try:
+                    frame, n_lines = _parse_block(data, columns, path, line, at_eof)
+                except InputError:
+                    if is_compressed(path):  # garbage from a corrupt gzip file: its own error is the one to show
+                        while stream.read(MAX_BLOCK_BYTES):
+                            pass
+                    raise
                 yield line, frame
-                line += len(frame)
+                line += n_lines
             if at_eof:
                 return
 
@@ -299,7 +381,8 @@ def object_byte_ranges(path: Path, n_parts: int) -> list[tuple[int, int]]:
     path = Path(path)
     if is_compressed(path):
         raise InputError(f"{path}: a compressed file cannot be split into byte ranges; stream it instead or gunzip it.")
-    _, header_len = read_header(path)
+    columns, header_len = read_header(path)
+    id_field = columns.index(survey.OBJECT_ID)
     size = path.stat().st_size
     if size <= header_len:
         return []
@@ -310,25 +393,33 @@ def object_byte_ranges(path: Path, n_parts: int) -> list[tuple[int, int]]:
             target = header_len + (size - header_len) * k // n_parts
             if target <= bounds[-1]:
                 continue
-            bounds.append(_next_object_start(f, target, size))
+            bounds.append(_next_object_start(f, target, size, id_field))
     bounds.append(size)
     bounds = sorted(set(bounds))
     return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=False) if b > a]
 
 
-def _next_object_start(f, target: int, size: int) -> int:
-    """Offset of the first line at or after the line following ``target`` whose object_id changes."""
+def _next_object_start(f, target: int, size: int, id_field: int) -> int:
+    """Offset of the first line at or after the line following ``target`` whose object_id changes.
+
+    ``id_field`` is the position of ``object_id`` in the header (not always first).
+    """
+
+    def object_id(line: bytes) -> bytes:
+        fields = line.rstrip(b"\r\n").split(b",", id_field + 1)
+        return fields[id_field].strip() if len(fields) > id_field else b""
+
     f.seek(target - 1)
     f.readline()  # finish the line in progress (target-1 so that a line starting at target is kept)
     pos = f.tell()
     line = f.readline()
     if not line:
         return size
-    first_id = line.split(b",", 1)[0]
+    first_id = object_id(line)
     while True:
         pos = f.tell()
         line = f.readline()
-        if not line or line.split(b",", 1)[0] != first_id:
+        if not line or object_id(line) != first_id:
             return pos if line else size
 
 
@@ -347,13 +438,12 @@ def read_byte_range(path: Path, start: int, end: int) -> pd.DataFrame:
         data = f.read(end - start)
     at_eof = end >= path.stat().st_size
     try:
-        frame = _parse_block(data, columns, path, _FIRST_DATA_LINE, at_eof)
+        frame, _ = _parse_block(data, columns, path, _FIRST_DATA_LINE, at_eof)
         check_contiguous(frame[survey.OBJECT_ID].to_numpy(), path, _FIRST_DATA_LINE)
     except InputError:
         # Rare path: redo with the true line number of the range's start for the message.
-        with open(path, "rb") as f:
-            first_line = f.read(start).count(b"\n") + 1
-        frame = _parse_block(data, columns, path, first_line, at_eof)
+        first_line = _count_lines(path, start) + 1
+        frame, _ = _parse_block(data, columns, path, first_line, at_eof)
         check_contiguous(frame[survey.OBJECT_ID].to_numpy(), path, first_line)
     return frame
 

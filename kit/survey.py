@@ -66,6 +66,14 @@ REAL_ROW_COUNTS: dict[str, int] = {
     TEST_METADATA: 3_492_890,
 }
 
+# --- observing window ---------------------------------------------------------------------
+#: MJD of the first and last observation of the simulated survey (three years of LSST).
+SURVEY_MJD: tuple[float, float] = (59_580.0, 60_675.0)
+#: Days of slack around the survey when checking light-curve dates (rounding, a longer simulation).
+MJD_MARGIN_DAYS = 100.0
+#: Dates outside this range are not PLAsTiCC observations: the light-curve readers reject them.
+MJD_RANGE: tuple[float, float] = (SURVEY_MJD[0] - MJD_MARGIN_DAYS, SURVEY_MJD[1] + MJD_MARGIN_DAYS)
+
 # --- columns and dtypes -------------------------------------------------------------------
 OBJECT_ID = "object_id"
 TARGET = "target"

@@ -5,7 +5,10 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,7 @@ import pytest
 from kit import bench, cli, featurize, survey
 from kit.bench import write_synthetic
 from kit.config import Config
-from kit.errors import InputError
+from kit.errors import InputError, KitError
 
 CHUNK_ROWS = 1_500
 
@@ -82,11 +85,13 @@ def test_resume_skips_finished_parts_and_redoes_stale_ones(comp, tmp_path, caplo
     assert f"{len(parts) - 1} finished part(s) kept" in caplog.text
     assert all(p.stat().st_mtime_ns == stamps[p] for p in parts if p != parts[1])
     pd.testing.assert_frame_equal(pd.read_parquet(out), expected)
-    # newer inputs make every part stale
+    # newer inputs make every part stale: all are made again (under a new key) and the old ones removed
     later = max(stamps.values()) / 1e9 + 10
     os.utime(config.test_lightcurves, (later, later))
     featurize.build_test(config)
-    assert all(p.stat().st_mtime_ns != stamps[p] for p in parts if p != parts[1])
+    again = sorted((config.build_dir / "features_test.parts").glob("part-*.parquet"))
+    assert len(again) == len(parts) and not set(again) & set(parts)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), expected)
 
 
 def test_overlap_warnings_and_empty_overlap_error(tmp_path, caplog):
@@ -145,3 +150,102 @@ def test_cli_command_and_bench_small(comp, tmp_path, capsys):
     assert len(kit_run["all_seconds"]) == 2 and kit_run["seconds"] == min(kit_run["all_seconds"])
     written = next(r for r in results if r["stage"] == "class 99 + write .csv.gz")
     assert written["objects"] == next(r for r in results if r["stage"].startswith("kit"))["objects"]
+
+
+def test_a_second_run_is_refused_while_the_first_holds_the_build_folder(comp, tmp_path):
+    config = _config(comp, tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(config.build_dir), featurize.LOCK_NAME],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(KitError, match=rf"in use by another `features` run: pid {holder.pid} on host .*"
+                                           r"running `.*-c .*` since \d{4}-\d\d-\d\d"):
+            featurize.build_test(config)
+        assert not config.features_path("test").exists()
+    finally:
+        holder.kill()  # dies holding the lock: its record stays in the lock file, stale
+        holder.wait()
+    assert str(holder.pid) in (config.build_dir / ".features.lock").read_text()
+    assert pd.read_parquet(featurize.build_test(config)).shape[0] > 0  # a dead holder blocks nothing
+
+
+HOLD_LOCK = (
+    "import sys, time; from kit.files import folder_lock; held = folder_lock(sys.argv[1], sys.argv[2]); "
+    "held.__enter__(); "
+    "print('locked', flush=True); time.sleep(600)"
+)
+
+
+def test_parts_left_by_a_run_with_other_settings_are_redone_not_blamed_on_the_input(comp, tmp_path):
+    config = _config(comp, tmp_path)
+    parts_dir = config.build_dir / "features_test.parts"
+    other = config.with_(chunk_rows=500)  # more, smaller parts over the same objects
+    featurize.build_test(other)
+    strays = {p.name: p.read_bytes() for p in parts_dir.glob("part-*.parquet")}
+    expected = pd.read_parquet(featurize.build_test(config, force=True))
+    config.features_path("test").unlink()
+    for i, (name, content) in enumerate(sorted(strays.items())):  # what a concurrent run with other settings left
+        (parts_dir / name).write_bytes(content)
+        (parts_dir / f"part-{i:05d}.parquet").write_bytes(content)  # and under the names of the kit before keys
+    got = pd.read_parquet(featurize.build_test(config))
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    left = set(os.listdir(parts_dir))
+    assert not left & set(strays) and "part-00000.parquet" not in left
+
+
+def _variant(comp: Path, folder: Path, lightcurves=None, metadata=None) -> Path:
+    folder.mkdir(parents=True)
+    for name in (survey.TRAIN_LIGHTCURVES, survey.TRAIN_METADATA, survey.TEST_LIGHTCURVES, survey.TEST_METADATA):
+        shutil.copy(comp / name, folder / name)
+    if lightcurves is not None:
+        lightcurves(folder / survey.TEST_LIGHTCURVES)
+    if metadata is not None:
+        metadata(folder / survey.TEST_METADATA)
+    return folder
+
+
+def _keep_lines(path: Path, keep) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + "".join(line for line in lines[1:] if keep(int(line.split(",", 1)[0]))))
+
+
+def test_header_only_test_set_fails_at_the_features_stage(comp, tmp_path):
+    folder = _variant(comp, tmp_path / "empty", lightcurves=lambda p: _keep_lines(p, lambda oid: False))
+    with pytest.raises(InputError, match=r"test_set\.csv: no light-curve rows \(a header only\?\)"):
+        featurize.build_test(_config(folder, tmp_path / "b"))
+    assert not _config(folder, tmp_path / "b").features_path("test").exists()
+
+
+def test_test_objects_without_metadata_fail_at_the_features_stage_with_their_ids(comp, tmp_path):
+    meta_ids = pd.read_csv(comp / survey.TEST_METADATA)[survey.OBJECT_ID]
+    dropped = sorted(meta_ids)[:3]
+    folder = _variant(comp, tmp_path / "nometa", metadata=lambda p: _keep_lines(p, lambda oid: oid not in dropped))
+    examples = re.escape(str(dropped))
+    with pytest.raises(InputError, match=rf"3 object\(s\) of .*test_set\.csv have no row in .*\(e\.g\. {examples}\)"):
+        featurize.build_test(_config(folder, tmp_path / "b"))
+
+
+def test_training_metadata_without_light_curves_fails_at_the_features_stage(comp, tmp_path):
+    folder = _variant(comp, tmp_path / "nolc")
+    ids = sorted(pd.read_csv(folder / survey.TRAIN_METADATA)[survey.OBJECT_ID])
+    _keep_lines(folder / survey.TRAIN_LIGHTCURVES, lambda oid: oid != ids[1])
+    with pytest.raises(InputError, match=rf"1 object\(s\) of .*training_set_metadata\.csv have no light-curve rows"
+                                         rf".*\[{ids[1]}\].*folds and every model"):
+        featurize.build_train(_config(folder, tmp_path / "b"))
+
+
+def test_two_data_folders_with_one_name_do_not_share_the_build_folder(comp, tmp_path, capsys):
+    first = _variant(comp, tmp_path / "a" / "base")
+    second = _variant(comp, tmp_path / "b" / "base")
+    common = ["--build-root", str(tmp_path / "build"), "--models-root", str(tmp_path / "models"), "--workers", "1"]
+    assert cli.main(["features", "--data", str(first), *common]) == 0
+    assert cli.main(["features", "--data", str(second), *common]) == 2
+    err = capsys.readouterr().err
+    assert f"holds what was made from the data folder {first.resolve()}, not from {second.resolve()}" in err
+    assert "another name" in err and "make clean" in err
+    predict = ["predict", "--model", "prior", *common]
+    assert cli.main([*predict, "--data", str(second)]) == 2  # models/ are checked against build/ too
+    assert cli.main([*predict, "--data", str(first)]) == 0
+    assert (tmp_path / "models" / "base" / "source.json").exists()

@@ -124,3 +124,66 @@ def test_empty_file_gives_empty_frame(tmp_path):
     assert list(lightcurves.iter_object_chunks(path, 10)) == []
     assert lightcurves.object_byte_ranges(path, 4) == []
     assert np.dtype(lightcurves.read_lightcurves(path)["mjd"].dtype) == np.float64
+
+
+def _range_reader(path: Path):
+    return lambda: [lightcurves.read_byte_range(path, a, b) for a, b in lightcurves.object_byte_ranges(path, 3)]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt", "not gzip"])
+def test_damaged_gz_names_the_file_and_says_download_again(csv_file, tmp_path, damage):
+    packed = gzip.compress(csv_file.read_bytes())
+    if damage == "truncated":
+        packed = packed[: len(packed) // 2]
+    elif damage == "corrupt":
+        middle = len(packed) // 2
+        packed = packed[:middle] + bytes(b ^ 0xFF for b in packed[middle : middle + 64]) + packed[middle + 64 :]
+    else:
+        packed = csv_file.read_bytes()[:5000]
+    path = tmp_path / "lc.csv.gz"
+    path.write_bytes(packed)
+    for read in _all_readers(path):
+        with pytest.raises(InputError, match=r"lc\.csv\.gz: the gzip file is truncated or corrupt.*Download it again"):
+            read()
+
+
+def test_reordered_columns_split_at_object_boundaries(csv_file, tmp_path):
+    order = ["flux", "passband", "object_id", "detected", "mjd", "flux_err"]
+    whole = lightcurves.read_lightcurves(csv_file)
+    path = tmp_path / "reordered.csv"
+    pd.read_csv(csv_file, dtype=str)[order].to_csv(path, index=False)
+    ranges = lightcurves.object_byte_ranges(path, 7)
+    assert len(ranges) > 3
+    parts = [lightcurves.read_byte_range(path, a, b) for a, b in ranges]
+    ids = [set(p[survey.OBJECT_ID]) for p in parts]
+    assert sum(len(s) for s in ids) == len(set().union(*ids))  # the first field is not object_id here
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)
+
+
+def _rows_with(line_5001: str, n: int = 6_000) -> str:
+    rows = [f"{1 + i // 50},{59600 + i * 0.1:.1f},{i % 6},{i % 7}.25,1.5,0\n" for i in range(n)]  # 50 rows/object
+    rows[5001 - 2] = line_5001 + "\n"  # the header is line 1
+    return HEADER + "".join(rows)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("100,59700.5,2,1.5,1.5,0", None),  # control: a plain line parses
+        ("3000000000,59700.5,2,1.5,1.5,0", r"line 5001: column 'object_id': 3000000000 does not fit int32"),
+        ("100,59700.5,2,NaN,1.5,0", r"line 5001: column 'flux': 'NaN' is a missing value"),
+        ("100,59700.5,200,1.5,1.5,0", r"line 5001: column 'passband': 200 does not fit int8"),
+        ("100,-3.5,2,1.5,1.5,0", r"line 5001, column 'mjd': -3.5 is outside the survey's dates"),
+        ("100,71000.0,2,1.5,1.5,0", r"line 5001, column 'mjd': 71000.0 is outside the survey's dates"),
+        ("100,59700.5,2,inf,1.5,0", r"line 5001, column 'flux': inf is not a finite number"),
+        ("100,59700.5,7,1.5,1.5,0", r"line 5001, column 'passband': 7 is not a passband"),
+    ],
+)
+def test_bad_value_deep_in_the_file_names_its_line_and_column(tmp_path, line, message):
+    path = _write(tmp_path, _rows_with(line))  # line 5001 is row 4999, of object 1 + 4999 // 50 = 100
+    for read in [*_all_readers(path), _range_reader(path)]:
+        if message is None:
+            read()
+            continue
+        with pytest.raises(InputError, match=r"lc\.csv: " + message):
+            read()
