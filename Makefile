@@ -20,6 +20,11 @@ SIM_TEST ?= 10000
 SEED ?= 42
 MODEL ?= $(if $(wildcard $(MODELS)/lstm/oof.parquet),blend,lgbm)
 LSTM_ARGS ?=
+KERNEL_DIR ?= kernels/lstm
+KERNEL_MODELS ?= lstm
+KERNEL_FULL ?=
+KAGGLE_USER ?=
+KERNEL_ARGS ?=
 BENCH_ROWS ?= 20000000
 
 BUILD_ROOT ?= build
@@ -90,19 +95,27 @@ features: $(BUILD)/features_train.parquet ## aggregate features of train and tes
 sequences: $(BUILD)/sequences_train/.done ## ragged passband sequences of train and test for the LSTM
 
 # --- models ----------------------------------------------------------------------------------------
+# Models fetched by `make kernel-output` carry a kernel.json: they are authoritative, so their files have
+# no local prerequisites and make never retrains or repredicts them from local features or sequences.
+# Remove models/<name>/<model>/kernel.json to train that model locally again.
+FROM_KERNEL := $(patsubst $(MODELS)/%/kernel.json,%,$(wildcard $(MODELS)/*/kernel.json))
+unless_kernel = $(if $(filter $(1),$(FROM_KERNEL)),,$(2))
+
 $(MODELS)/folds.csv: $(call src,training_set_metadata.csv) | $(STAMP)
 	$(KIT) folds $(ARGS)
 
-$(MODELS)/lgbm/oof.parquet: $(BUILD)/features_train.parquet $(MODELS)/folds.csv
+$(MODELS)/lgbm/oof.parquet: $(call unless_kernel,lgbm,$(BUILD)/features_train.parquet $(MODELS)/folds.csv)
 	$(KIT) train-lgbm $(ARGS)
 
-$(MODELS)/lgbm/test.parquet: $(MODELS)/lgbm/oof.parquet $(BUILD)/features_test.parquet
+$(MODELS)/lgbm/test.parquet: $(call unless_kernel,lgbm,$(MODELS)/lgbm/oof.parquet $(BUILD)/features_test.parquet)
 	$(KIT) predict $(ARGS) --model lgbm
 
-$(MODELS)/lstm/oof.parquet: $(BUILD)/sequences_train/.done $(BUILD)/features_train.parquet $(MODELS)/folds.csv
+$(MODELS)/lstm/oof.parquet: $(call unless_kernel,lstm,$(BUILD)/sequences_train/.done $(BUILD)/features_train.parquet \
+		$(MODELS)/folds.csv)
 	$(KIT) train-lstm $(ARGS) $(LSTM_ARGS)
 
-$(MODELS)/lstm/test.parquet: $(MODELS)/lstm/oof.parquet $(BUILD)/sequences_test/.done $(BUILD)/features_test.parquet
+$(MODELS)/lstm/test.parquet: $(call unless_kernel,lstm,$(MODELS)/lstm/oof.parquet $(BUILD)/sequences_test/.done \
+		$(BUILD)/features_test.parquet)
 	$(KIT) predict $(ARGS) --model lstm
 
 $(MODELS)/prior/test.parquet: $(TRAIN_FILES) $(call src,test_set_metadata.csv) | $(STAMP)
@@ -138,16 +151,22 @@ submissions: $(STAMP) ## our submissions with status and public/private scores (
 	$(KIT) submissions $(ARGS) --competition $(COMPETITION)
 leaderboard: $(STAMP) ## the whole leaderboard and where our best scores rank (closed: would have ranked)
 	$(KIT) leaderboard $(ARGS) --competition $(COMPETITION)
-kernel-build: $(STAMP) ## generate the self-contained GPU training kernel in kernels/lstm
-	$(KIT) kernel build $(ARGS) --competition $(COMPETITION)
-kernel-push: $(STAMP) ## push the GPU training kernel to Kaggle
-	$(KIT) kernel push $(ARGS) --competition $(COMPETITION)
-kernel-status: $(STAMP) ## status of the last pushed kernel
-	$(KIT) kernel status $(ARGS) --competition $(COMPETITION)
-kernel-output: $(STAMP) ## download the kernel's models and predictions into models/
-	$(KIT) kernel output $(ARGS) --competition $(COMPETITION)
-kernel-local: $(STAMP) ## run the kernel script locally in a Kaggle-like layout on DATA
-	$(KIT) kernel local $(ARGS) --competition $(COMPETITION)
+ifneq ($(filter kernel-output,$(MAKECMDGOALS)),$(MAKECMDGOALS))
+ifneq ($(filter kernel-output,$(MAKECMDGOALS)),)
+$(error run `make kernel-output` on its own: make learns which models came from the kernel when it starts)
+endif
+endif
+KERNEL_OPTS = --kernel-dir $(KERNEL_DIR) --models $(KERNEL_MODELS) $(if $(KAGGLE_USER),--user $(KAGGLE_USER))
+kernel-build: $(STAMP) ## write the GPU kernel (trains KERNEL_MODELS, predicts the test set) into KERNEL_DIR
+	$(KIT) kernel build $(ARGS) $(KERNEL_OPTS) --competition $(COMPETITION) $(KERNEL_ARGS)
+kernel-push: $(STAMP) ## build and push the GPU kernel to Kaggle (KAGGLE_USER= if no kaggle.json)
+	$(KIT) kernel push $(ARGS) $(KERNEL_OPTS) --competition $(COMPETITION) $(KERNEL_ARGS)
+kernel-status: $(STAMP) ## status of the pushed kernel
+	$(KIT) kernel status $(ARGS) $(KERNEL_OPTS)
+kernel-output: $(STAMP) ## fetch the kernel's models + test predictions into models/<name>; make keeps them
+	$(KIT) kernel output $(ARGS) $(KERNEL_OPTS)
+kernel-local: $(TRAIN_FILES) $(TEST_FILES) | $(STAMP) ## run the kernel here on a sample of DATA (smoke, minutes); KERNEL_FULL=1: all of it
+	$(KIT) kernel local $(ARGS) $(KERNEL_OPTS) $(if $(KERNEL_FULL),--full) $(KERNEL_ARGS)
 
 # --- demo, reports, benchmark ----------------------------------------------------------------------
 .PHONY: demo

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-lgbm": ("kit.lgbm", "train the LightGBM baseline (OOF predictions, fold models)"),
     "train-lstm": ("kit.lstm", "train the Keras LSTM-plus-features network"),
     "predict": ("kit.predict", "predict the test set with a trained model"),
+    "predict-stream": ("kit.predict_stream", "predict the test set chunk by chunk from its light curves (kernels)"),
     "blend": ("kit.blend", "blend model predictions with weights fitted on OOF"),
     "submission": ("kit.submission", "add class 99 and write the submission .csv.gz"),
     "validate": ("kit.validate", "check a submission file against the test metadata"),

@@ -1,0 +1,76 @@
+"""predict-stream: the test set predicted chunk by chunk from its light curves equals `predict` from disk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("keras")
+
+from kit import featurize, lgbm, lstm, predict, sequences  # noqa: E402
+from kit.cli import main  # noqa: E402
+from kit.config import Config  # noqa: E402
+from kit.errors import InputError  # noqa: E402
+from kit.files import load_proba  # noqa: E402
+from kit.lightcurves import iter_object_chunks  # noqa: E402
+from kit.lstm_model import LSTMSettings  # noqa: E402
+from kit.predict_stream import predict_stream  # noqa: E402
+
+TINY = LSTMSettings(units=8, dense_units=(16, 8), dense_dropout=(0.25, 0.5), epochs=1, patience=1, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def trained(competition, tmp_path_factory):
+    """Both models trained on the tiny competition, and their test predictions made the usual way, from disk."""
+    root = tmp_path_factory.mktemp("stream")
+    config = Config(data_dir=competition, build_root=root / "build", models_root=root / "models",
+                    n_folds=2, seed=5, workers=1)
+    featurize.build_train(config)
+    featurize.build_test(config)
+    for split, src in (("train", config.train_lightcurves), ("test", config.test_lightcurves)):
+        sequences.build_sequences(iter_object_chunks(src, config.chunk_rows), config.sequences_dir(split))
+    lgbm.train(config, lgbm.LGBMSettings(max_rounds=20, early_stopping=5))
+    lstm.train(config, TINY)
+    expected = {m: predict.predict(config, m) for m in ("lgbm", "lstm")}
+    return config, expected
+
+
+def test_streamed_predictions_equal_the_ones_from_built_features_and_sequences(trained):
+    config, expected = trained
+    # no build/ folder at all: the stream must not need the test features or sequences
+    streamed = config.with_(build_root=config.build_root.parent / "no-build", chunk_rows=7_000)
+    counts = predict_stream(streamed, ["lstm", "lgbm"])
+    assert not streamed.build_dir.exists()
+    n_test = len(expected["lgbm"][0])
+    assert counts == {"lstm": n_test, "lgbm": n_test}
+    for model, (ids, proba) in expected.items():
+        got_ids, got = load_proba(config.test_pred_path(model))
+        order = np.argsort(got_ids)
+        np.testing.assert_array_equal(got_ids[order], np.sort(ids))
+        np.testing.assert_allclose(got[order], proba[np.argsort(ids)], atol=1e-5, err_msg=model)
+        np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_stream_reads_the_file_in_many_chunks(trained, monkeypatch):
+    import kit.lightcurves as lc_module
+
+    config, _ = trained
+    sizes = []
+    real = lc_module.iter_object_chunks
+
+    def spy(path, chunk_rows):
+        for chunk in real(path, chunk_rows):
+            sizes.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(lc_module, "iter_object_chunks", spy)
+    predict_stream(config.with_(chunk_rows=10_000), ["lgbm"])
+    assert len(sizes) >= 5 and max(sizes) < 20_000  # bounded chunks, not the whole file
+
+
+def test_unknown_model_and_missing_model_are_clear(trained, tmp_path, capsys):
+    config, _ = trained
+    with pytest.raises(InputError, match="choose among lstm, lgbm"):
+        predict_stream(config, ["gp"])
+    code = main(["predict-stream", "--data", str(config.data_dir), "--models-root", str(tmp_path)])
+    assert code == 2 and "no trained LSTM" in capsys.readouterr().err
