@@ -3,7 +3,9 @@
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
-.DELETE_ON_ERROR:
+# No .DELETE_ON_ERROR: every kit command writes its outputs atomically (temporary name, then rename), so after a
+# failure or an interrupt a finished output is whole and a partial one absent. Make must not delete the finished
+# ones the kit says it kept: the targets the kit writes are .PRECIOUS (listed after their rules).
 
 PYTHON ?= python3
 VENV := .venv
@@ -136,17 +138,28 @@ blend: $(MODELS)/blend/test.parquet ## blend LightGBM and LSTM with weights fitt
 $(SUBMISSION): $(MODELS)/$(MODEL)/test.parquet $(call src,test_set_metadata.csv)
 	$(KIT) submission $(ARGS) --model $(MODEL)
 
+# FILE=path: validate, score or submit that file as it is; without it, the default submission (rebuilt if stale).
+CHECKED := $(or $(FILE),$(SUBMISSION))
+CHECKED_DEPS := $(if $(FILE),$(STAMP),$(SUBMISSION))
+
 .PHONY: submission validate score
 submission: $(SUBMISSION) ## add class 99 and write submissions/<name>-<model>.csv.gz
-validate: $(SUBMISSION) ## check the submission file against the test metadata
-	$(KIT) validate $(ARGS) --file $(SUBMISSION)
-score: $(SUBMISSION) ## score the submission against the truth file, if there is one
-	$(KIT) score $(ARGS) --file $(SUBMISSION)
+validate: $(CHECKED_DEPS) ## check the submission (or FILE=path) against the test metadata
+	$(KIT) validate $(ARGS) --file '$(CHECKED)'
+score: $(CHECKED_DEPS) ## score the submission (or FILE=path) against the truth file, if there is one
+	$(KIT) score $(ARGS) --file '$(CHECKED)'
+
+# Outputs the kit writes atomically: kept whole when a later command fails or make is interrupted.
+.PRECIOUS: $(BUILD)/features_train.parquet $(BUILD)/features_test.parquet $(BUILD)/sequences_train/.done \
+	$(BUILD)/sequences_test/.done $(MODELS)/folds.csv $(MODELS)/lgbm/oof.parquet $(MODELS)/lgbm/test.parquet \
+	$(MODELS)/lstm/oof.parquet $(MODELS)/lstm/test.parquet $(MODELS)/prior/test.parquet \
+	$(MODELS)/blend/test.parquet $(SUBMISSION) data/sim-%/test_set_metadata.csv data/sim-%/training_set.csv \
+	data/sim-%/test_set.csv data/sim-%/training_set_metadata.csv
 
 # --- Kaggle ----------------------------------------------------------------------------------------
 .PHONY: submit submissions leaderboard kernel-build kernel-push kernel-status kernel-output kernel-local
-submit: $(SUBMISSION) ## rebuild what is stale, validate, upload to Kaggle and record it in the ledger
-	$(KIT) submit $(ARGS) --competition $(COMPETITION) --file $(SUBMISSION)
+submit: $(CHECKED_DEPS) ## rebuild what is stale (or take FILE=path), validate, upload, record in the ledger
+	$(KIT) submit $(ARGS) --competition $(COMPETITION) --file '$(CHECKED)'
 submissions: $(STAMP) ## our submissions with status and public/private scores (updates the ledger)
 	$(KIT) submissions $(ARGS) --competition $(COMPETITION)
 leaderboard: $(STAMP) ## the whole leaderboard and where our best scores rank (closed: would have ranked)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -85,7 +86,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--class99-galactic", type=float, default=defaults.class99_galactic)
     g.add_argument("--class99-extragalactic", type=float, default=defaults.class99_extragalactic)
     g.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786) for featurisation")
-    g.add_argument("-v", "--verbose", action="store_true")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug logging, and TensorFlow's own log lines")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -126,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         build_parser().print_help()
         return 0
+    # TensorFlow's C++ log lines only with -v (kit.lstm_model hides the start-up ones unless this is 0)
+    if args.verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",

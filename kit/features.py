@@ -9,6 +9,8 @@ bit-identical whether a file is featurised whole or in chunks.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
@@ -23,6 +25,9 @@ OMEGA_MATTER = 0.3
 _Z_GRID = np.linspace(0.0, 5.0, 2001)
 FEATURE_DTYPE = np.float32
 _LIGHTCURVE_VALUES = ("mjd", "passband", "flux", "flux_err", "detected")
+#: Objects named in a warning.
+N_EXAMPLES = 5
+log = logging.getLogger(__name__)
 
 
 def luminosity_distance_mpc(z: np.ndarray) -> np.ndarray:
@@ -75,8 +80,33 @@ def build_features(lightcurves: pd.DataFrame, metadata: pd.DataFrame | None) -> 
     objects, bands = aggregate(np.append(starts, ids.size), *columns)
     f = _light_curve_features(objects, bands)
     _add_metadata_features(f, _metadata_for(object_ids, metadata))
-    out = pd.DataFrame({k: np.asarray(v, dtype=FEATURE_DTYPE) for k, v in f.items()})
+    out = pd.DataFrame(_to_feature_dtype(f, object_ids))
     out.index = pd.Index(object_ids.astype(np.int64), name=survey.OBJECT_ID)
+    return out
+
+
+def _to_feature_dtype(f: dict[str, np.ndarray], object_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Cast every feature to ``FEATURE_DTYPE``; finite values beyond its range are clipped to it, not made inf.
+
+    A clip is logged as a warning naming the columns and objects, whose fluxes deserve a look.
+    """
+    limit = float(np.finfo(FEATURE_DTYPE).max)
+    out, clipped = {}, {}
+    for k, v in f.items():
+        v = np.asarray(v)
+        if v.dtype.kind == "f" and v.dtype.itemsize > np.dtype(FEATURE_DTYPE).itemsize:
+            big = np.abs(v) > limit
+            if big.any() and (big := big & np.isfinite(v)).any():
+                clipped[k] = big
+                v = np.where(big, np.copysign(limit, v), v)
+        out[k] = v.astype(FEATURE_DTYPE)
+    if clipped:
+        rows = np.flatnonzero(np.logical_or.reduce(list(clipped.values())))
+        log.warning(
+            "features %s of %d object(s) (e.g. object_id %s) exceed the range of %s: clipped to +-%.3g. "
+            "Their fluxes are likely wrong.", ", ".join(clipped), rows.size,
+            ", ".join(str(i) for i in object_ids[rows[:N_EXAMPLES]]), np.dtype(FEATURE_DTYPE).name, limit,
+        )
     return out
 
 

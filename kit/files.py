@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import socket
 import sys
 import time
@@ -45,6 +46,53 @@ def atomic_path(path: Path, keep_suffix: bool = False) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield an empty temporary directory beside ``path``; it replaces ``path`` whole only if the block succeeds.
+
+    For outputs made of several files that belong together (a model's fold models and predictions): a failed or
+    interrupted block leaves ``path`` as it was, never a mix of old and new files. The swap is two renames; if the
+    process dies between them, the old directory waits as ``.<name>.old`` and the next call puts it back.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = path.with_name(f".{path.name}.old")
+    _restore(path, old)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed process
+        if not _alive(stale.name.split(".")[-2]):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+    finally:
+        _restore(path, old)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _restore(path: Path, old: Path) -> None:
+    """Put back the old directory of an unfinished swap, or remove it once the new one is in place."""
+    if old.exists():
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, path)
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_json(path: Path, obj) -> None:

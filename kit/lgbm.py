@@ -1,7 +1,8 @@
 """The LightGBM baseline: one multiclass booster per fold, trained on the competition's weighted loss.
 
 Sample weights w_class / N_class make LightGBM's multi_logloss objective the competition metric;
-early stopping watches the metric itself (:func:`kit.metric.lgbm_eval`) on the validation fold.
+early stopping watches the metric itself (:func:`kit.metric.lgbm_eval`) on the validation fold, masked by
+galactic/extragalactic group like the predictions it scores.
 Artefacts in ``models/<name>/lgbm/``: ``fold<k>.txt`` (LightGBM's native text format),
 ``features.json`` (the column order), ``importance.csv``, ``oof.parquet``, ``score.json``.
 """
@@ -9,6 +10,7 @@ Artefacts in ``models/<name>/lgbm/``: ``fold<k>.txt`` (LightGBM's native text fo
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -21,7 +23,7 @@ from kit import class99, data, metric, survey
 from kit.config import Config
 from kit.errors import InputError
 from kit.featurize import load_train_features
-from kit.files import atomic_path, read_json, save_proba, write_json
+from kit.files import atomic_dir, read_json, save_proba, write_json
 from kit.folds import load_or_make_folds
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,11 @@ def class_index(y: np.ndarray) -> np.ndarray:
 
 
 def train(config: Config, settings: LGBMSettings = LGBMSettings()) -> dict:
-    """Train the fold models, save them with the OOF predictions; return the score summary."""
+    """Train the fold models, save them with the OOF predictions; return the score summary.
+
+    The model directory is replaced whole when every fold is done (:func:`kit.files.atomic_dir`): an interrupted
+    re-training leaves the previous models untouched, never old and new folds side by side.
+    """
     frame = load_train_features(config)
     ids = frame[survey.OBJECT_ID].to_numpy()
     y = data.labels(frame, config.features_path("train"))
@@ -79,50 +85,48 @@ def train(config: Config, settings: LGBMSettings = LGBMSettings()) -> dict:
     x = frame[columns].to_numpy(np.float32)
     weights = metric.sample_weights(y)
     galactic = survey.is_galactic(frame["hostgal_photoz"].to_numpy())
-    out = config.model_dir(MODEL)
-    out.mkdir(parents=True, exist_ok=True)
+    n_folds = int(folds.max()) + 1
 
     oof = np.zeros((len(y), len(survey.CLASSES)))
     importance = pd.DataFrame({"feature": columns, "gain": 0.0, "split": 0.0})
     fold_scores, rounds = [], []
     started = time.perf_counter()
-    for k in range(int(folds.max()) + 1):
-        tr, va = folds != k, folds == k
-        booster = lgb.train(
-            settings.params(config.seed + k, config.workers),
-            lgb.Dataset(x[tr], class_index(y[tr]), weight=weights[tr], feature_name=columns),
-            num_boost_round=settings.max_rounds,
-            valid_sets=[lgb.Dataset(x[va], class_index(y[va]), weight=weights[va], feature_name=columns)],
-            feval=metric.lgbm_eval,
-            callbacks=[lgb.early_stopping(settings.early_stopping, verbose=False)],
-        )
-        oof[va] = booster.predict(x[va], num_iteration=booster.best_iteration)
-        fold_scores.append(metric.weighted_log_loss(y[va], oof[va]))
-        rounds.append(booster.best_iteration)
-        log.info("lgbm fold %d: %d rounds, weighted log loss %.4f", k, booster.best_iteration, fold_scores[-1])
-        with atomic_path(out / f"fold{k}.txt") as tmp:
-            booster.save_model(str(tmp), num_iteration=booster.best_iteration)
-        importance["gain"] += booster.feature_importance("gain") / (folds.max() + 1)
-        importance["split"] += booster.feature_importance("split") / (folds.max() + 1)
+    with atomic_dir(config.model_dir(MODEL)) as out:
+        for k in range(n_folds):
+            tr, va = folds != k, folds == k
+            # early stopping watches the masked metric: the score reported for the fold
+            booster = lgb.train(
+                settings.params(config.seed + k, config.workers),
+                lgb.Dataset(x[tr], class_index(y[tr]), weight=weights[tr], feature_name=columns),
+                num_boost_round=settings.max_rounds,
+                valid_sets=[lgb.Dataset(x[va], class_index(y[va]), weight=weights[va], feature_name=columns)],
+                feval=functools.partial(metric.lgbm_eval, galactic=galactic[va]),
+                callbacks=[lgb.early_stopping(settings.early_stopping, verbose=False)],
+            )
+            oof[va] = class99.mask_by_group(booster.predict(x[va], num_iteration=booster.best_iteration), galactic[va])
+            fold_scores.append(metric.weighted_log_loss(y[va], oof[va]))
+            rounds.append(booster.best_iteration)
+            log.info("lgbm fold %d: %d rounds, weighted log loss %.4f", k, booster.best_iteration, fold_scores[-1])
+            booster.save_model(str(out / f"fold{k}.txt"), num_iteration=booster.best_iteration)
+            importance["gain"] += booster.feature_importance("gain") / n_folds
+            importance["split"] += booster.feature_importance("split") / n_folds
 
-    oof = class99.mask_by_group(oof, galactic)
-    prior = class99.mask_by_group(metric.class_prior_proba(y, len(y)), galactic)
-    summary = {
-        "model": MODEL,
-        "oof": metric.weighted_log_loss(y, oof),
-        "oof_per_class": {str(c): v for c, v in metric.per_class_log_loss(y, oof).items()},
-        "folds": fold_scores,
-        "rounds": rounds,
-        "class_prior_oof": metric.weighted_log_loss(y, prior),
-        "seconds": time.perf_counter() - started,
-        "n_features": len(columns),
-        "settings": asdict(settings),
-    }
-    save_proba(config.oof_path(MODEL), ids, oof)
-    write_json(out / "features.json", columns)
-    with atomic_path(out / "importance.csv") as tmp:
-        importance.sort_values("gain", ascending=False).to_csv(tmp, index=False)
-    write_json(config.score_path(MODEL), summary)
+        prior = class99.mask_by_group(metric.class_prior_proba(y, len(y)), galactic)
+        summary = {
+            "model": MODEL,
+            "oof": metric.weighted_log_loss(y, oof),
+            "oof_per_class": {str(c): v for c, v in metric.per_class_log_loss(y, oof).items()},
+            "folds": fold_scores,
+            "rounds": rounds,
+            "class_prior_oof": metric.weighted_log_loss(y, prior),
+            "seconds": time.perf_counter() - started,
+            "n_features": len(columns),
+            "settings": asdict(settings),
+        }
+        write_json(out / "features.json", columns)
+        importance.sort_values("gain", ascending=False).to_csv(out / "importance.csv", index=False)
+        write_json(out / config.score_path(MODEL).name, summary)
+        save_proba(out / config.oof_path(MODEL).name, ids, oof)  # last: make's target for the whole directory
     return summary
 
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,7 +23,7 @@ from kit import data, metric, survey
 from kit.class99 import mask_by_group
 from kit.config import Config
 from kit.errors import InputError
-from kit.files import atomic_path, read_json, save_proba, write_json
+from kit.files import atomic_dir, read_json, save_proba, write_json
 from kit.sequences import SCALE_FEATURE, Sequences, iter_batches, length_batches, load_sequences
 
 log = logging.getLogger(__name__)
@@ -38,18 +36,37 @@ def aggregate_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in (survey.OBJECT_ID, survey.TARGET, SCALE_FEATURE)] + [SCALE_FEATURE]
 
 
-def predict_proba(models: list, seqs: Sequences, pos: np.ndarray, agg: np.ndarray, batch_size: int, max_len: int):
-    """Mean softmax of ``models`` over objects ``pos`` of ``seqs`` (aggregates ``agg``, same order)."""
+def predict_proba(model, seqs: Sequences, pos: np.ndarray, agg: np.ndarray, batch_size: int, max_len: int):
+    """Softmax of ``model`` over objects ``pos`` of ``seqs`` (aggregates ``agg``, same order).
+
+    ``model`` is one fold model or the mean of all (:class:`kit.lstm_model.FoldMean`). Every batch is padded to
+    ``batch_size`` rows (the steps are already padded to a multiple of ``PAD_QUANTUM``), so the compiled
+    predict function sees one batch size and traces at most twice: once, then once with the steps relaxed.
+    """
     out = np.zeros((len(pos), len(survey.CLASSES)), np.float64)
     for batch, x, _ in iter_batches(seqs, pos, batch_size, max_len):
-        inputs = {"seq": x, "agg": agg[batch]}
-        out[batch] = np.mean([np.asarray(m.predict_on_batch(inputs), np.float64) for m in models], axis=0)
+        inputs = {"seq": _pad_rows(x, batch_size), "agg": _pad_rows(agg[batch], batch_size)}
+        out[batch] = np.asarray(model.predict_on_batch(inputs), np.float64)[: len(batch)]
     return out
 
 
+def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+    """``x`` with zero rows appended up to ``rows`` (a fully masked sequence; its output is dropped)."""
+    if len(x) >= rows:
+        return x
+    return np.concatenate([x, np.zeros((rows - len(x), *x.shape[1:]), x.dtype)])
+
+
 def _training_dataset(seqs, pos, agg, onehot, weights, settings, seed):
-    """Bucketed, shuffled batches as a Keras PyDataset (any backend); a new shuffle each epoch."""
-    import keras
+    """Bucketed, shuffled batches as a Keras PyDataset (any backend); a new shuffle each epoch.
+
+    Keras takes the input signature of the whole fit from the first two batches: the shortest and the longest
+    batch go first, so that the step axis is left open whenever the batches differ in length (a signature fixed
+    by two batches of one length fails on the first batch of another, and compiled one function per length).
+    """
+    from kit.lstm_model import keras
+
+    lengths = np.minimum(seqs.lengths[pos], settings.max_len)
 
     class BucketedBatches(keras.utils.PyDataset):
         def __init__(self):
@@ -60,7 +77,10 @@ def _training_dataset(seqs, pos, agg, onehot, weights, settings, seed):
         def on_epoch_end(self):
             rng = np.random.default_rng([seed, self.epoch])
             self.epoch += 1
-            self.batches = length_batches(seqs.lengths[pos], settings.batch_size, settings.max_len, rng)
+            batches = length_batches(lengths, settings.batch_size, settings.max_len, rng)
+            longest = [int(lengths[b].max()) for b in batches]
+            first = list(dict.fromkeys([int(np.argmin(longest)), int(np.argmax(longest))]))
+            self.batches = [batches[i] for i in first] + [b for i, b in enumerate(batches) if i not in first]
 
         def __len__(self):
             return len(self.batches)
@@ -75,7 +95,7 @@ def _training_dataset(seqs, pos, agg, onehot, weights, settings, seed):
 
 def _monitor(val_loss, patience: int):
     """Keras callback: the competition metric on the validation fold each epoch, early stopping, best restore."""
-    import keras
+    from kit.lstm_model import keras
 
     class WeightedLossMonitor(keras.callbacks.Callback):
         def __init__(self):
@@ -109,22 +129,17 @@ def _monitor(val_loss, patience: int):
     return WeightedLossMonitor()
 
 
-def _save_keras(model, path: Path) -> None:
-    """Save a .keras file atomically (Keras insists on the .keras suffix)."""
-    with atomic_path(path, keep_suffix=True) as tmp:
-        model.save(tmp)
-
-
 def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
-    """Train one model per fold; save the fold models, scaler, OOF predictions and the score summary."""
-    import keras
+    """Train one model per fold; save the fold models, scaler, OOF predictions and the score summary.
 
+    The model directory is replaced whole at the end (:func:`kit.files.atomic_dir`): an interrupted re-training
+    leaves the previous models untouched, never old and new folds side by side.
+    """
+    from kit.featurize import load_train_features
     from kit.folds import load_or_make_folds
-    from kit.lstm_model import LSTMSettings, Scaler, build_model
+    from kit.lstm_model import LSTMSettings, Scaler, build_model, keras
 
     settings = settings or LSTMSettings()
-    from kit.featurize import load_train_features
-
     path = config.features_path("train")
     frame = load_train_features(config)
     seqs = load_sequences(config.sequences_dir("train"))
@@ -138,9 +153,6 @@ def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
     agg = scaler.transform(frame[columns].to_numpy(np.float64))
     onehot = (y[:, None] == np.asarray(survey.CLASSES)[None, :]).astype(np.float32)
     galactic = survey.is_galactic(frame["hostgal_photoz"].to_numpy()) if "hostgal_photoz" in frame else None
-    out = config.model_dir(MODEL)
-    out.mkdir(parents=True, exist_ok=True)
-    scaler.save(out / "scaler.json")
 
     def masked(p, rows):
         return p if galactic is None else mask_by_group(p, galactic[rows])
@@ -148,54 +160,55 @@ def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
     n_folds = int(folds.max()) + 1 if max_folds is None else min(max_folds, int(folds.max()) + 1)
     oof = np.full((len(y), len(survey.CLASSES)), np.nan)
     per_epoch, seconds, fold_scores = [], [], []
-    for k in range(n_folds):
-        tr, va = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
-        keras.utils.set_random_seed(config.seed + k)
-        model = build_model(settings, len(columns))
+    with atomic_dir(config.model_dir(MODEL)) as out:
+        scaler.save(out / "scaler.json")
+        for k in range(n_folds):
+            tr, va = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+            keras.utils.set_random_seed(config.seed + k)
+            model = build_model(settings, len(columns))
 
-        def val_loss(m, va=va):
-            p = predict_proba([m], seqs, pos[va], agg[va], settings.batch_size * 2, settings.max_len)
-            return metric.weighted_log_loss(y[va], masked(p, va))
+            def val_loss(m, va=va):
+                p = predict_proba(m, seqs, pos[va], agg[va], settings.batch_size * 2, settings.max_len)
+                return metric.weighted_log_loss(y[va], masked(p, va))
 
-        monitor = _monitor(val_loss, settings.patience)
-        print(f"lstm fold {k}: {len(tr)} train, {len(va)} validation objects", flush=True)
-        # training-fold weights, so the weighted mean loss is the metric of the training fold
-        weights = metric.sample_weights(y[tr])
-        dataset = _training_dataset(seqs, pos[tr], agg[tr], onehot[tr], weights, settings, config.seed + k)
-        model.fit(dataset, epochs=settings.epochs, callbacks=[monitor], verbose=0, shuffle=False)
-        oof[va] = masked(predict_proba([model], seqs, pos[va], agg[va], settings.batch_size * 2, settings.max_len), va)
-        fold_scores.append(metric.weighted_log_loss(y[va], oof[va]))
-        per_epoch.append(monitor.history)
-        seconds.extend(monitor.seconds)
-        log.info("lstm fold %d: best epoch %d, weighted log loss %.4f", k,
-                 int(np.argmin(monitor.history)) + 1, fold_scores[-1])
-        _save_keras(model, out / f"fold{k}.keras")
-        keras.backend.clear_session()
+            monitor = _monitor(val_loss, settings.patience)
+            print(f"lstm fold {k}: {len(tr)} train, {len(va)} validation objects", flush=True)
+            # training-fold weights, so the weighted mean loss is the metric of the training fold
+            weights = metric.sample_weights(y[tr])
+            dataset = _training_dataset(seqs, pos[tr], agg[tr], onehot[tr], weights, settings, config.seed + k)
+            model.fit(dataset, epochs=settings.epochs, callbacks=[monitor], verbose=0, shuffle=False)
+            p = predict_proba(model, seqs, pos[va], agg[va], settings.batch_size * 2, settings.max_len)
+            oof[va] = masked(p, va)
+            fold_scores.append(metric.weighted_log_loss(y[va], oof[va]))
+            per_epoch.append(monitor.history)
+            seconds.extend(monitor.seconds)
+            log.info("lstm fold %d: best epoch %d, weighted log loss %.4f", k,
+                     int(np.argmin(monitor.history)) + 1, fold_scores[-1])
+            model.save(out / f"fold{k}.keras")
+            keras.backend.clear_session()
 
-    done = ~np.isnan(oof[:, 0])
-    summary = {
-        "model": MODEL,
-        "oof": metric.weighted_log_loss(y[done], oof[done]),
-        "folds": fold_scores,
-        "per_epoch": per_epoch,
-        "seconds_per_epoch": float(np.mean(seconds)),
-        "n_aggregates": len(columns),
-        "settings": settings.to_dict(),
-    }
-    write_json(out / "settings.json", {"n_folds": n_folds, "settings": settings.to_dict()})
-    if done.all():
-        save_proba(config.oof_path(MODEL), ids, oof)
-    else:
-        log.warning("only %d of %d folds trained: no oof.parquet written", n_folds, int(folds.max()) + 1)
-    write_json(config.score_path(MODEL), summary)
+        done = ~np.isnan(oof[:, 0])
+        summary = {
+            "model": MODEL,
+            "oof": metric.weighted_log_loss(y[done], oof[done]),
+            "folds": fold_scores,
+            "per_epoch": per_epoch,
+            "seconds_per_epoch": float(np.mean(seconds)),
+            "n_aggregates": len(columns),
+            "settings": settings.to_dict(),
+        }
+        write_json(out / "settings.json", {"n_folds": n_folds, "settings": settings.to_dict()})
+        write_json(out / config.score_path(MODEL).name, summary)
+        if done.all():  # last: make's target for the whole directory
+            save_proba(out / config.oof_path(MODEL).name, ids, oof)
+        else:
+            log.warning("only %d of %d folds trained: no oof.parquet written", n_folds, int(folds.max()) + 1)
     return summary
 
 
 def load_models(config: Config) -> tuple[list, object, dict]:
     """The fold models, the scaler and the saved settings of a trained LSTM."""
-    import keras
-
-    from kit.lstm_model import Scaler
+    from kit.lstm_model import Scaler, keras
 
     out = config.model_dir(MODEL)
     if not (out / "settings.json").exists():
@@ -207,7 +220,10 @@ def load_models(config: Config) -> tuple[list, object, dict]:
 
 def predict_test(config: Config) -> tuple[np.ndarray, np.ndarray]:
     """Stream the test set through every fold model in length-bucketed batches; average, mask by group, save."""
+    from kit.lstm_model import FoldMean
+
     models, scaler, settings = load_models(config)
+    model = FoldMean(models)
     seqs = load_sequences(config.sequences_dir("test"))
     path = config.features_path("test")
     if not path.exists():
@@ -225,7 +241,7 @@ def predict_test(config: Config) -> tuple[np.ndarray, np.ndarray]:
         pos = seqs.positions(block_ids, str(config.sequences_dir("test")))
         frame[SCALE_FEATURE] = seqs.log_scale[pos]
         agg = scaler.transform(frame[scaler.columns].to_numpy(np.float64))
-        p = predict_proba(models, seqs, pos, agg, 2 * settings["batch_size"], settings["max_len"])
+        p = predict_proba(model, seqs, pos, agg, 2 * settings["batch_size"], settings["max_len"])
         probas.append(mask_by_group(p, survey.is_galactic(frame["hostgal_photoz"].to_numpy())))
         ids.append(block_ids)
         done += len(block_ids)
@@ -311,7 +327,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.bench_inference:
         models, scaler, saved = load_models(config)
         split = "test" if (config.sequences_dir("test") / ".done").exists() else "train"

@@ -1,25 +1,54 @@
 """The LSTM-plus-features network (Keras 3): settings, construction, and the feature scaler.
 
-Imports Keras, so only the LSTM commands import this module.
+Imports Keras, so only the LSTM commands import this module; the other modules get Keras from here, so that
+TensorFlow's start-up log lines are hidden (:func:`_import_keras`) unless ``-v`` asks for them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from kit import survey
+from kit.files import atomic_path, read_json
+from kit.sequences import MAX_LEN, N_FEATURES
 
-import keras  # noqa: E402
-from keras import layers  # noqa: E402
 
-from kit import survey  # noqa: E402
-from kit.files import atomic_path, read_json  # noqa: E402
-from kit.sequences import MAX_LEN, N_FEATURES  # noqa: E402
+def _import_keras():
+    """Import Keras (and TensorFlow behind it); quietly unless ``TF_CPP_MIN_LOG_LEVEL`` is 0.
+
+    TensorFlow 2.21 writes its C++ start-up lines (oneDNN, CUDA drivers, CPU instructions) to the process's
+    stderr before its own log level applies, so stderr is pointed at /dev/null while it loads. The CLI sets
+    ``TF_CPP_MIN_LOG_LEVEL`` to 3 by default and to 0 with ``-v``; an error still raises as usual.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet = os.environ["TF_CPP_MIN_LOG_LEVEL"] not in ("", "0") and "keras" not in sys.modules
+    with _stderr_to_devnull() if quiet else contextlib.nullcontext():
+        import keras
+    return keras
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+keras = _import_keras()
+layers = keras.layers
 
 
 @dataclass(frozen=True)
@@ -80,6 +109,21 @@ def build_model(settings: LSTMSettings, n_aggregates: int) -> keras.Model:
         loss=keras.losses.CategoricalCrossentropy(),
     )
     return model
+
+
+class FoldMean(keras.Model):
+    """The mean of several models' outputs as one model (the fold models of a trained network).
+
+    Predicting through it compiles one function for all folds; calling each fold model's ``predict_on_batch``
+    in turn compiles one per fold, which TensorFlow reports as retracing.
+    """
+
+    def __init__(self, members: list[keras.Model], **kwargs):
+        super().__init__(**kwargs)
+        self.members = list(members)
+
+    def call(self, inputs, training=False):
+        return keras.ops.mean(keras.ops.stack([m(inputs, training=False) for m in self.members]), axis=0)
 
 
 @dataclass

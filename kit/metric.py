@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from kit import survey
+from kit import class99, survey
 
 EPS = 1e-15
 
@@ -86,15 +86,19 @@ def sample_weights(
     return w * (len(w) / w.sum())
 
 
-def lgbm_eval(preds: np.ndarray, data) -> tuple[str, float, bool]:
+def lgbm_eval(preds: np.ndarray, data, galactic: np.ndarray | None = None) -> tuple[str, float, bool]:
     """LightGBM evaluation function: the competition metric on a validation set.
 
-    Labels of the dataset are class indices 0..13 (positions in survey.CLASSES).
+    Labels of the dataset are class indices 0..13 (positions in survey.CLASSES). With ``galactic`` (one flag per
+    row of the dataset) the probabilities are first masked by group (:func:`kit.class99.mask_by_group`), as the
+    kit's predictions and reported scores are; bind it with ``functools.partial`` to pass this as ``feval``.
     """
     labels = np.asarray(data.get_label()).astype(np.int64)
     p = np.asarray(preds, dtype=np.float64)
     if p.ndim == 1:  # older LightGBM hands over a flat, class-major array
         p = p.reshape(len(survey.CLASSES), -1).T
+    if galactic is not None:
+        p = class99.mask_by_group(p, galactic)
     y = np.asarray(survey.CLASSES)[labels]
     return "wloss", weighted_log_loss(y, p), False
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -92,3 +95,18 @@ def test_many_cheap_features_all_float32():
     assert len(set(names)) == len(names) and "hostgal_specz" not in names
     lc, meta = _tiny()
     assert set(build_features(lc, meta).dtypes) == {np.dtype(np.float32)}
+
+
+def test_values_beyond_float32_are_clipped_and_their_objects_named(caplog):
+    lc, meta = _tiny()
+    lc.loc[lc["object_id"] == 7, "flux"] = 1e30  # (flux / flux_err)^2 sums overflow float32
+    lc.loc[lc["object_id"] == 7, "flux_err"] = 1e-3
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING, logger="kit.features"):
+        warnings.simplefilter("error", RuntimeWarning)  # no "overflow encountered in cast"
+        f = build_features(lc, meta)
+    limit = np.finfo(np.float32).max
+    assert f.loc[7, "flux_ratio_sq_sum"] == limit and f.loc[7, "flux_by_flux_ratio_sq_sum"] == limit
+    assert np.isfinite(f.loc[3]).sum() == np.isfinite(build_features(*_tiny()).loc[3]).sum()  # others untouched
+    assert not np.isinf(f.to_numpy()).any()
+    (record,) = caplog.records
+    assert "flux_ratio_sq_sum" in record.message and "of 1 object(s) (e.g. object_id 7)" in record.message

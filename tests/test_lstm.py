@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,14 +17,15 @@ pytest.importorskip("keras")
 
 import keras  # noqa: E402
 
-from kit import metric, survey  # noqa: E402
+from kit import lstm_model, metric, survey  # noqa: E402
 from kit.config import Config  # noqa: E402
 from kit.files import load_proba  # noqa: E402
-from kit.lstm import inference_benchmark, load_models, predict_test, train  # noqa: E402
-from kit.lstm_model import LSTMSettings, Scaler, build_model  # noqa: E402
-from kit.sequences import N_FEATURES, build_sequences, load_sequences  # noqa: E402
+from kit.lstm import _training_dataset, inference_benchmark, load_models, predict_proba, predict_test, train  # noqa: E402
+from kit.lstm_model import FoldMean, LSTMSettings, Scaler, build_model  # noqa: E402
+from kit.sequences import N_FEATURES, build_sequences, length_batches, load_sequences  # noqa: E402
 from tests.test_sequences import fake_lightcurves  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = LSTMSettings(units=8, dense_units=(16, 8), dense_dropout=(0.25, 0.5), epochs=2, patience=1, batch_size=32)
 
 
@@ -141,3 +147,76 @@ def test_inference_benchmark(trained):
     result = inference_benchmark(models[0], load_sequences(config.sequences_dir("test")), len(scaler.columns),
                                  n_objects=40, batch_size=16, max_len=64)
     assert result["objects"] == 40 and result["bucketed_objects_per_s"] > 0 and result["padded_objects_per_s"] > 0
+
+
+def _snapshot(path):
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(path.iterdir())}
+
+
+def test_interrupted_retraining_leaves_the_old_models_whole(trained, monkeypatch):
+    config, _ = trained
+    model_dir = config.model_dir("lstm")
+    before = _snapshot(model_dir)
+    assert {"fold0.keras", "fold1.keras", "oof.parquet", "scaler.json", "settings.json"} <= set(before)
+    built = []
+
+    def build_then_interrupt(settings, n_aggregates):
+        if built:  # fold 0 is trained again, then Ctrl-C at fold 1
+            raise KeyboardInterrupt
+        built.append(build_model(settings, n_aggregates))
+        return built[-1]
+
+    monkeypatch.setattr(lstm_model, "build_model", build_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, TINY)
+    assert len(built) == 1
+    assert _snapshot(model_dir) == before  # same files, same bytes, same times: make sees no change
+    assert sorted(p.name for p in model_dir.parent.iterdir()) == ["folds.csv", "lstm"]
+
+
+def test_prediction_traces_once_for_all_folds_and_batch_shapes(trained, caplog):
+    """Calling each fold model in turn on length-bucketed batches retraced TensorFlow's predict function."""
+    config, _ = trained
+    models, scaler, _ = load_models(config)
+    seqs = load_sequences(config.sequences_dir("train"))
+    pos = np.arange(len(seqs))
+    agg = np.random.default_rng(4).normal(size=(len(pos), len(scaler.columns))).astype(np.float32)
+    members = models * 3  # as many calls as five folds would make
+    mean = FoldMean(members)
+    with caplog.at_level(logging.WARNING):
+        proba = predict_proba(mean, seqs, pos, agg, batch_size=16, max_len=64)
+    widths = {seqs.pad(b, 64)[0].shape[1] for b in length_batches(seqs.lengths[pos], 16, 64)}
+    assert len(widths) >= 3 and len(pos) % 16  # several step counts and a short last batch
+    assert mean.predict_function.experimental_get_tracing_count() <= 2
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+    each = np.mean([predict_proba(m, seqs, pos, agg, 16, 64) for m in members], axis=0)
+    np.testing.assert_allclose(proba, each, atol=1e-6)
+
+
+def test_tensorflow_start_up_lines_only_with_verbose(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    stderr = {}
+    for flag in ([], ["-v"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "kit", "predict", "--model", "lstm", "--data", str(tmp_path / "sim-x"),
+             "--models-root", str(tmp_path / "models"), *flag],
+            capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+        )
+        assert done.returncode == 2  # the kit's own error: no trained LSTM (TensorFlow was loaded first)
+        stderr[bool(flag)] = done.stderr.splitlines()
+    assert len(stderr[False]) == 1 and stderr[False][0].startswith("error:") and "no trained LSTM" in stderr[False][0]
+    assert stderr[False][0] in stderr[True] and len(stderr[True]) > 1  # -v shows TensorFlow's lines
+
+
+def test_training_batches_leave_the_step_axis_open(trained):
+    """Keras fixes the input signature from the first two batches: they must differ in steps when any batches do."""
+    config, _ = trained
+    seqs = load_sequences(config.sequences_dir("train"))
+    n = len(seqs)
+    onehot = np.zeros((n, len(survey.CLASSES)), np.float32)
+    dataset = _training_dataset(seqs, np.arange(n), np.zeros((n, 3), np.float32), onehot, np.ones(n), TINY, 0)
+    for _ in range(6):  # a new shuffle each epoch
+        widths = [dataset[i][0]["seq"].shape[1] for i in range(len(dataset))]
+        assert len(set(widths)) > 1
+        assert {widths[0], widths[1]} == {min(widths), max(widths)}
+        dataset.on_epoch_end()

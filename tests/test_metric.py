@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from kit import metric, survey
+from kit import class99, metric, survey
 
 
 def test_uniform_submission_scores_ln15():
@@ -72,3 +72,17 @@ def test_lgbm_eval_matches_metric():
     name, value, higher_better = metric.lgbm_eval(p, FakeData())
     assert (name, higher_better) == ("wloss", False)
     assert value == pytest.approx(metric.weighted_log_loss(np.array([6, 15, 95]), p))
+
+
+def test_lgbm_eval_with_groups_scores_the_masked_probabilities():
+    y = np.array([6, 15, 95, 65])
+    galactic = np.isin(y, survey.GALACTIC_CLASSES)
+
+    class FakeData:
+        def get_label(self):
+            return np.searchsorted(survey.CLASSES, y).astype(float)
+
+    p = np.random.default_rng(3).dirichlet(np.ones(14), size=4)
+    _, value, _ = metric.lgbm_eval(p, FakeData(), galactic=galactic)
+    assert value == pytest.approx(metric.weighted_log_loss(y, class99.mask_by_group(p, galactic)))
+    assert value < metric.weighted_log_loss(y, p) - 0.1

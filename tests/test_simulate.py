@@ -13,6 +13,7 @@ from kit import survey
 from kit.simulate import simulate, tiny_competition
 from kit.simulate.cadence import DETECTION_SNR
 from kit.simulate.metadata import sample_metadata
+from kit.simulate.physics import CLASS_PHYSICS, bazin, draw_params, mag_to_flux, model_flux
 
 FILES = (survey.TRAIN_LIGHTCURVES, survey.TRAIN_METADATA, survey.TEST_LIGHTCURVES, survey.TEST_METADATA,
          survey.SAMPLE_SUBMISSION, survey.TEST_TRUTH)
@@ -178,3 +179,26 @@ def test_survey_statistics_of_a_hand_made_test_set():
     assert wfd["share of rows detected (SN classes)"] == "33.3%"
     assert stats["real WFD"]["share of rows detected (SN classes)"] == "8%"
     assert stats["sim DDF"]["share of rows detected (SN classes)"] == "n/a"  # no SN in the DDF
+def test_bazin_shape_is_bounded_by_its_peak_for_any_rise_and_fall():
+    tau = np.linspace(-5000.0, 5000.0, 200_001)
+    for rise, fall in [(1.0, 0.3), (60.0, 20.0), (18.0, 18.0), (1.0, 1.1), (1.0, 1.5), (3.2, 26.0), (0.6, 2.5)]:
+        shape = bazin(tau, rise, fall)
+        assert np.all(np.isfinite(shape)) and shape.max() <= 1.0
+        assert shape.max() > 0.999  # the peak is 1, reached on the grid
+        if fall > 2 * rise:  # a slow fall keeps the curve unchanged: the peak is where Bazin's formula says
+            assert tau[shape.argmax()] == pytest.approx(rise * np.log(fall / rise - 1), abs=0.1)
+
+
+@pytest.mark.parametrize("kind", sorted(k for k, spec in CLASS_PHYSICS.items() if spec["model"] == "bazin"))
+def test_bazin_classes_never_outshine_their_peak_magnitude(kind):
+    """Fluxes used to reach 1e18 when a drawn fall was quicker than the rise (classes 64, 95, 994)."""
+    rng = np.random.default_rng(kind)
+    n, steps = 4000, 60
+    p = draw_params(kind, n, rng)
+    obj = np.repeat(np.arange(n), steps)
+    t = np.tile(np.linspace(-600.0, 600.0, steps), n)
+    band = np.full(n * steps, 2)  # rest r at z = 0: the black-body factor is exactly 1
+    zeros = np.zeros(n)
+    flux = model_flux(kind, p, obj, t, band, zeros, zeros, zeros, rng)
+    peak = mag_to_flux(p["M"]) * (1.0 + p["bump"])
+    assert np.all(np.isfinite(flux)) and np.all(flux <= peak[obj] * (1 + 1e-9))

@@ -26,6 +26,8 @@ IA_BUMP_START_A, IA_BUMP_RAMP_A = 6200.0, 1500.0
 MAX_FLARES = 3
 #: Flare onsets precede the observation that catches them by up to this many days.
 FLARE_ONSET_LEAD_D = 0.05
+#: Smallest fall time of a Bazin curve, in rise times: it needs fall > rise to have a peak (see :func:`bazin`).
+MIN_FALL_OVER_RISE = 1.2
 #: Days past peak at which the Paczynski curve of an unknown binary lens gets its second bump.
 BINARY_LENS_SEPARATION_D = (5.0, 40.0)
 
@@ -122,13 +124,19 @@ def _temperature(p, obj, tau):
     return p["T_late"][obj] + (p["T0"][obj] - p["T_late"][obj]) * cooled
 
 
-def _bazin(tau, rise, fall):
-    return np.exp(np.minimum(-tau / fall - np.logaddexp(0.0, -tau / rise), 50.0))
+def bazin(tau: np.ndarray, rise: np.ndarray, fall: np.ndarray) -> np.ndarray:
+    """Bazin et al. (2009) transient shape ``exp(-tau/fall) / (1 + exp(-tau/rise))``, divided by its peak.
 
-
-def _bazin_peak(rise: np.ndarray, fall: np.ndarray) -> np.ndarray:
-    ratio = np.maximum(fall / rise - 1.0, 1.0 + 1e-6)
-    return _bazin(rise * np.log(ratio), rise, fall)
+    The curve has a peak only when it falls more slowly than it rises: at ``rise * ln(fall/rise - 1)``, where
+    it is ``(1 - rise/fall) * (fall/rise - 1) ** (-rise/fall)``. A quicker fall would make it grow without bound
+    into the past, so falls are slowed to at least ``MIN_FALL_OVER_RISE * rise``. The result lies in (0, 1] for
+    any positive ``rise`` and ``fall`` (days, arrays broadcasting with ``tau``).
+    """
+    rise = np.asarray(rise, dtype=np.float64)
+    fall = np.maximum(np.asarray(fall, dtype=np.float64), MIN_FALL_OVER_RISE * rise)
+    ratio = fall / rise
+    log_peak = np.log1p(-1.0 / ratio) - np.log(ratio - 1.0) / ratio
+    return np.exp(np.minimum(-tau / fall - np.logaddexp(0.0, -tau / rise) - log_peak, 0.0))
 
 
 def _transient_shape(model, p, obj, tau, band, z):
@@ -144,7 +152,7 @@ def _transient_shape(model, p, obj, tau, band, z):
         shape = onset * ((np.maximum(tau, 0.0) + fall) / fall) ** (-5.0 / 3.0)
     else:
         fall = p["fall"][obj]
-        shape = _bazin(tau, rise, fall) / _bazin_peak(p["rise"], p["fall"])[obj]
+        shape = bazin(tau, rise, fall)
         rest = BAND_WAVELENGTH_A[band] / (1.0 + z)
         ramp = np.clip((rest - IA_BUMP_START_A) / IA_BUMP_RAMP_A, 0.0, 1.0)
         shape = shape + p["bump"][obj] * ramp * np.exp(-0.5 * ((tau - 2.0 * fall) / (0.5 * fall)) ** 2)
