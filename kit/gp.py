@@ -392,7 +392,7 @@ def _fit_all(t, w, y, v, pstarts, inv_lw, log_bounds, log_starts, alpha, chol, c
         params[o, 2] = ll
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)
 def _predict(t, w, alpha, chol, chol_starts, pstarts, time_scale, amplitude, inv_lw, obj, qt, qw, with_std,
              mean, std):
     kvec = np.empty(0)
