@@ -22,6 +22,11 @@ SIM_TEST ?= 10000
 SEED ?= 42
 MODEL ?= $(if $(wildcard $(MODELS)/lstm/oof.parquet),blend,lgbm)
 LSTM_ARGS ?=
+# LightGBM: feature sets (aggregate, gp) and whether it trains on the redshift-augmented copies (1) or not (0).
+LGBM_FEATURES ?= aggregate,gp
+AUGMENT ?= 1
+AUGMENT_COPIES ?= 40
+GALACTIC_COPIES ?= 10
 KERNEL_DIR ?= kernels/lstm
 KERNEL_MODELS ?= lstm
 KERNEL_FULL ?=
@@ -92,8 +97,17 @@ $(BUILD)/features_train.parquet $(BUILD)/features_test.parquet &: $(TRAIN_FILES)
 $(BUILD)/sequences_train/.done $(BUILD)/sequences_test/.done &: $(TRAIN_FILES) $(TEST_FILES) | $(STAMP)
 	$(KIT) sequences $(ARGS)
 
-.PHONY: features sequences
+$(BUILD)/gp_features_train.parquet $(BUILD)/gp_features_test.parquet &: $(TRAIN_FILES) $(TEST_FILES) | $(STAMP)
+	$(KIT) features $(ARGS) --set gp
+
+$(BUILD)/features_augment.parquet $(BUILD)/gp_features_augment.parquet &: $(TRAIN_FILES) \
+		$(call src,test_set_metadata.csv) | $(STAMP)
+	$(KIT) augment $(ARGS) --copies $(AUGMENT_COPIES) --galactic-copies $(GALACTIC_COPIES)
+
+.PHONY: features gp-features augment sequences
 features: $(BUILD)/features_train.parquet ## aggregate features of train and test (resumable, parallel, SCHEDULER=)
+gp-features: $(BUILD)/gp_features_train.parquet ## Gaussian-process light-curve features of train and test
+augment: $(BUILD)/features_augment.parquet ## redshift-augmented training copies with features (AUGMENT_COPIES=)
 sequences: $(BUILD)/sequences_train/.done ## ragged passband sequences of train and test for the LSTM
 
 # --- models ----------------------------------------------------------------------------------------
@@ -106,10 +120,14 @@ unless_kernel = $(if $(filter $(1),$(FROM_KERNEL)),,$(2))
 $(MODELS)/folds.csv: $(call src,training_set_metadata.csv) | $(STAMP)
 	$(KIT) folds $(ARGS)
 
-$(MODELS)/lgbm/oof.parquet: $(call unless_kernel,lgbm,$(BUILD)/features_train.parquet $(MODELS)/folds.csv)
-	$(KIT) train-lgbm $(ARGS)
+# The feature files LightGBM reads, from LGBM_FEATURES and AUGMENT.
+feature_files = $(BUILD)/features_$(1).parquet $(if $(findstring gp,$(LGBM_FEATURES)),$(BUILD)/gp_features_$(1).parquet)
+LGBM_TRAIN_FILES := $(call feature_files,train) $(if $(filter 1,$(AUGMENT)),$(call feature_files,augment))
 
-$(MODELS)/lgbm/test.parquet: $(call unless_kernel,lgbm,$(MODELS)/lgbm/oof.parquet $(BUILD)/features_test.parquet)
+$(MODELS)/lgbm/oof.parquet: $(call unless_kernel,lgbm,$(LGBM_TRAIN_FILES) $(MODELS)/folds.csv)
+	$(KIT) train-lgbm $(ARGS) --features $(LGBM_FEATURES) $(if $(filter 1,$(AUGMENT)),--augmented)
+
+$(MODELS)/lgbm/test.parquet: $(call unless_kernel,lgbm,$(MODELS)/lgbm/oof.parquet $(call feature_files,test))
 	$(KIT) predict $(ARGS) --model lgbm
 
 $(MODELS)/lstm/oof.parquet: $(call unless_kernel,lstm,$(BUILD)/sequences_train/.done $(BUILD)/features_train.parquet \
@@ -128,7 +146,7 @@ $(MODELS)/blend/test.parquet: $(MODELS)/lgbm/test.parquet $(MODELS)/lstm/test.pa
 
 .PHONY: folds train-lgbm train-lstm predict blend
 folds: $(MODELS)/folds.csv ## the stratified fold assignment every model shares
-train-lgbm: $(MODELS)/lgbm/oof.parquet ## train the LightGBM baseline (5 folds, OOF score)
+train-lgbm: $(MODELS)/lgbm/oof.parquet ## train LightGBM (5 folds, OOF score; LGBM_FEATURES=, AUGMENT=0|1)
 train-lstm: $(MODELS)/lstm/oof.parquet ## train the Keras LSTM-plus-features network (LSTM_ARGS=)
 predict: $(MODELS)/lgbm/test.parquet ## predict the test set with LightGBM (and the LSTM if trained)
 	$(if $(wildcard $(MODELS)/lstm/oof.parquet),$(MAKE) $(MODELS)/lstm/test.parquet)
@@ -151,6 +169,8 @@ score: $(CHECKED_DEPS) ## score the submission (or FILE=path) against the truth 
 
 # Outputs the kit writes atomically: kept whole when a later command fails or make is interrupted.
 .PRECIOUS: $(BUILD)/features_train.parquet $(BUILD)/features_test.parquet $(BUILD)/sequences_train/.done \
+	$(BUILD)/gp_features_train.parquet $(BUILD)/gp_features_test.parquet $(BUILD)/features_augment.parquet \
+	$(BUILD)/gp_features_augment.parquet \
 	$(BUILD)/sequences_test/.done $(MODELS)/folds.csv $(MODELS)/lgbm/oof.parquet $(MODELS)/lgbm/test.parquet \
 	$(MODELS)/lstm/oof.parquet $(MODELS)/lstm/test.parquet $(MODELS)/prior/test.parquet \
 	$(MODELS)/blend/test.parquet $(SUBMISSION) data/sim-%/test_set_metadata.csv data/sim-%/training_set.csv \

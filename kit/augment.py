@@ -39,7 +39,7 @@ from kit.features import luminosity_distance_mpc
 
 #: Ids of copies start here (above any real PLAsTiCC id, within int32).
 ID_BASE = 1_000_000_000
-PARENT = "parent_id"
+PARENT = survey.PARENT_ID
 
 
 @dataclass(frozen=True)
@@ -323,3 +323,121 @@ class _StdGrid:
 
 def _empty_lightcurves() -> pd.DataFrame:
     return pd.DataFrame({c: np.empty(0, dtype=t) for c, t in survey.LIGHTCURVE_DTYPES.items()})
+
+
+# --- the `augment` stage --------------------------------------------------------------------------------
+#: Training objects per task, and the id span each task's copies may use.
+PARENTS_PER_TASK = 250
+IDS_PER_TASK = 100_000
+
+
+@dataclass(frozen=True)
+class AugmentTask:
+    index: int
+    lightcurves: pd.DataFrame
+    metadata: pd.DataFrame
+    pairs: np.ndarray
+    pools: list
+    settings: AugmentSettings
+    seed: int
+    kinds: tuple[str, ...]
+    out: dict
+
+
+def augment_part(task: AugmentTask) -> int:
+    """Copies of one task's objects and their features of every kind, written atomically (runs in a worker)."""
+    from kit.featurize import feature_builder
+    from kit.files import write_parquet
+
+    rng = np.random.default_rng([task.seed, task.index])
+    lc, meta = augment(task.lightcurves, task.metadata, task.pairs, task.pools, task.settings, rng,
+                       ID_BASE + task.index * IDS_PER_TASK)
+    for kind in task.kinds:
+        feats = feature_builder(kind)(lc, meta)
+        if kind == task.kinds[0]:
+            m = meta.set_index(survey.OBJECT_ID).reindex(feats.index)
+            feats[survey.TARGET] = m[survey.TARGET].to_numpy().astype(survey.METADATA_DTYPES[survey.TARGET])
+            feats[PARENT] = m[PARENT].to_numpy().astype(np.int64)
+        write_parquet(task.out[kind], feats.reset_index())
+    write_parquet(task.out["lightcurves"], lc)
+    return len(meta)
+
+
+def build_augmented(config, settings: AugmentSettings, kinds: tuple[str, ...] = ("aggregate", "gp"),
+                    force: bool = False):
+    """Write the copies' features (``config.features_path('augment', kind)``) and light curves, resumably.
+
+    Work is split into tasks of :data:`PARENTS_PER_TASK` training objects, each seeded by (seed, task), whose
+    outputs are parts under ``build/<name>/augment.parts/``; a rerun with the same settings keeps finished parts.
+    """
+    import sys
+
+    from tqdm import tqdm
+
+    from kit import data, lightcurves, parallel
+    from kit.files import atomic_path, is_fresh, read_json, write_json
+
+    inputs = [config.train_lightcurves, config.train_metadata, config.test_metadata]
+    outs = [config.features_path("augment", k) for k in kinds]
+    if not force and is_fresh(outs, inputs):
+        return outs
+    meta = data.read_metadata(config.train_metadata, require_target=True)
+    lc = lightcurves.read_lightcurves(config.train_lightcurves)
+    test_meta = data.read_metadata(config.test_metadata)
+    pairs, pools = photoz_pairs(test_meta, meta), error_pools(lc, meta)
+    parts = config.build_dir / "augment.parts"
+    manifest = {"settings": repr(settings), "seed": config.seed, "kinds": list(kinds),
+                "inputs": [[str(p), p.stat().st_mtime_ns] for p in inputs]}
+    if force or not (parts / "manifest.json").exists() or read_json(parts / "manifest.json") != manifest:
+        import shutil
+
+        shutil.rmtree(parts, ignore_errors=True)
+    parts.mkdir(parents=True, exist_ok=True)
+    write_json(parts / "manifest.json", manifest)
+
+    ids = meta[survey.OBJECT_ID].to_numpy()
+    groups = [ids[i:i + PARENTS_PER_TASK] for i in range(0, ids.size, PARENTS_PER_TASK)]
+    by_object = lc.groupby(survey.OBJECT_ID, sort=False).indices
+
+    def task_out(i: int) -> dict:
+        names = {k: parts / f"part-{i:05d}-{k}.parquet" for k in kinds}
+        return names | {"lightcurves": parts / f"part-{i:05d}-lightcurves.parquet"}
+
+    def tasks():
+        for i, group in enumerate(groups):
+            out = task_out(i)
+            if all(p.exists() for p in out.values()):
+                continue
+            rows = np.concatenate([by_object[o] for o in group if o in by_object] or [np.empty(0, dtype=np.int64)])
+            yield AugmentTask(i, lc.iloc[np.sort(rows)], meta[meta[survey.OBJECT_ID].isin(group)], pairs, pools,
+                              settings, config.seed, tuple(kinds), {k: str(v) for k, v in out.items()})
+
+    n_copies = 0
+    with tqdm(total=len(groups), desc="augment", unit="task", file=sys.stderr) as bar:
+        for made in parallel.map_unordered(augment_part, tasks(), config.workers, config.scheduler):
+            n_copies += made
+            bar.update(1)
+    for kind, out in zip(kinds, outs, strict=True):
+        frame = pd.concat([pd.read_parquet(task_out(i)[kind]) for i in range(len(groups))], ignore_index=True)
+        with atomic_path(out) as tmp:
+            frame.to_parquet(tmp, index=False)
+    return outs
+
+
+def add_arguments(parser) -> None:
+    """Options of `python -m kit augment`."""
+    d = AugmentSettings()
+    parser.add_argument("--copies", type=int, default=d.copies, help="copies per extragalactic object (%(default)s)")
+    parser.add_argument("--galactic-copies", type=int, default=d.galactic_copies,
+                        help="copies per galactic object (%(default)s)")
+    parser.add_argument("--features", default="aggregate,gp", help="feature sets of the copies (%(default)s)")
+    parser.add_argument("--force", action="store_true", help="redo every part")
+
+
+def run(args, config) -> int:
+    kinds = tuple(k.strip() for k in args.features.split(",") if k.strip())
+    settings = AugmentSettings(copies=args.copies, galactic_copies=args.galactic_copies)
+    outs = build_augmented(config, settings, kinds, args.force)
+    n = len(pd.read_parquet(outs[0], columns=[survey.OBJECT_ID]))
+    print(f"{n:,} augmented copies: {', '.join(str(o) for o in outs)}")
+    return 0

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-data": ("kit.data", "check a competition folder: files, headers, ids"),
     "features": ("kit.featurize", "aggregate features of the training and test light curves"),
     "sequences": ("kit.sequences", "ragged passband sequences for the LSTM"),
+    "augment": ("kit.augment", "redshift-augmented copies of the training objects, with their features"),
     "folds": ("kit.folds", "the stratified fold assignment every model shares"),
     "train-lgbm": ("kit.lgbm", "train the LightGBM baseline (OOF predictions, fold models)"),
     "train-lstm": ("kit.lstm", "train the Keras LSTM-plus-features network"),
@@ -55,8 +56,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 #: each folder records the data folder it was made from (kit.files.check_source), so that two data
 #: folders with the same name never share artefacts silently.
 DATA_STAGES: dict[str, tuple[str, ...]] = {
-    "features": ("build",), "sequences": ("build",), "folds": ("models",), "train-lgbm": ("models",),
-    "train-lstm": ("models",), "predict": ("models",), "blend": ("models",), "submission": (), "report": (),
+    "features": ("build",), "augment": ("build",), "sequences": ("build",), "folds": ("models",),
+    "train-lgbm": ("models",), "train-lstm": ("models",), "predict": ("models",), "blend": ("models",),
+    "submission": (), "report": (),
 }
 
 

@@ -103,9 +103,10 @@ class Config:
     def reports_dir(self) -> Path:
         return Path(self.reports_root) / self.name
 
-    def features_path(self, split: str) -> Path:
-        """Aggregate features of ``split`` ('train' or 'test'), one row per object."""
-        return self.build_dir / f"features_{split}.parquet"
+    def features_path(self, split: str, kind: str = "aggregate") -> Path:
+        """Features of ``kind`` ('aggregate', 'gp') of ``split`` ('train', 'test', 'augment'), a row per object."""
+        prefix = "" if kind == "aggregate" else f"{kind}_"
+        return self.build_dir / f"{prefix}features_{split}.parquet"
 
     def sequences_dir(self, split: str) -> Path:
         return self.build_dir / f"sequences_{split}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import importlib
 import json
 import logging
 import math
@@ -32,7 +33,7 @@ from tqdm import tqdm
 from kit import data, idsets, lightcurves, parallel, survey
 from kit.config import Config
 from kit.errors import InputError
-from kit.features import METADATA_FEATURES, build_features
+from kit.features import METADATA_FEATURES
 from kit.files import PARQUET_OPTIONS, atomic_path, folder_lock, is_fresh, read_json, write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,19 @@ MANIFEST = "manifest.json"
 #: Name of the lock a `features` run holds on its build folder.
 LOCK_NAME = "features"
 N_EXAMPLES = data.N_EXAMPLES
+
+
+#: Feature sets a build can make: name -> "module:function" with build_features' signature. 'aggregate' is
+#: the public-kernel-style statistics (fast), 'gp' the Gaussian-process features (kit.gpfeatures, slower).
+FEATURE_SETS: dict[str, str] = {"aggregate": "kit.features:build_features", "gp": "kit.gpfeatures:build_gp_features"}
+
+
+def feature_builder(kind: str):
+    """The function that builds feature set ``kind`` (imported on first use: the GP compiles with numba)."""
+    if kind not in FEATURE_SETS:
+        raise InputError(f"unknown feature set {kind!r}; choose from {', '.join(FEATURE_SETS)}")
+    module, name = FEATURE_SETS[kind].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,7 @@ class PartTask:
     start: int = 0
     end: int = 0
     frame: pd.DataFrame | None = None
+    kind: str = "aggregate"
 
 
 @dataclass(frozen=True)
@@ -91,15 +106,15 @@ def featurize_part(task: PartTask) -> PartResult:
     else:
         lc = lightcurves.read_byte_range(Path(task.lightcurves), task.start, task.end)
     meta = _metadata(task.metadata, Path(task.metadata).stat().st_mtime_ns)
-    feats = build_features(lc, meta)
+    feats = feature_builder(task.kind)(lc, meta)
     write_parquet(Path(task.out), feats.reset_index())
     return PartResult(task.index, len(lc), len(feats))
 
 
 # --- training ------------------------------------------------------------------------------
-def build_train(config: Config, force: bool = False) -> Path:
-    """Write ``config.features_path('train')``: features + ``target`` of every training object."""
-    out = config.features_path("train")
+def build_train(config: Config, force: bool = False, kind: str = "aggregate") -> Path:
+    """Write ``config.features_path('train', kind)``: features + ``target`` of every training object."""
+    out = config.features_path("train", kind)
     inputs = [config.train_lightcurves, config.train_metadata]
     if not force and is_fresh([out], inputs):
         log.info("%s is up to date", out)
@@ -107,7 +122,7 @@ def build_train(config: Config, force: bool = False) -> Path:
     meta = data.read_metadata(config.train_metadata, require_target=True)
     data.labels(meta, config.train_metadata)
     lc = lightcurves.read_lightcurves(config.train_lightcurves)
-    feats = build_features(lc, meta)
+    feats = feature_builder(kind)(lc, meta)
     meta_ids = meta[survey.OBJECT_ID].to_numpy()
     data.compare_ids(feats.index.to_numpy(), meta_ids, config.train_lightcurves, config.train_metadata, "train")
     target = meta.set_index(survey.OBJECT_ID)[survey.TARGET]
@@ -119,7 +134,7 @@ def build_train(config: Config, force: bool = False) -> Path:
 
 
 # --- test ------------------------------------------------------------------------------------
-def _manifest(config: Config, ranges: list[tuple[int, int]] | None) -> dict:
+def _manifest(config: Config, ranges: list[tuple[int, int]] | None, kind: str) -> dict:
     def stamp(p: Path) -> dict:
         s = p.stat()
         return {"path": str(p.resolve()), "size": s.st_size, "mtime_ns": s.st_mtime_ns}
@@ -129,6 +144,7 @@ def _manifest(config: Config, ranges: list[tuple[int, int]] | None) -> dict:
         "metadata": stamp(config.test_metadata),
         "ranges": [list(r) for r in ranges] if ranges is not None else None,
         "chunk_rows": config.chunk_rows,
+        "kind": kind,
     }
 
 
@@ -149,7 +165,8 @@ def _prepare_parts_dir(parts_dir: Path, manifest: dict, key: str, force: bool) -
         write_json(parts_dir / MANIFEST, manifest)
 
 
-def _test_tasks(config: Config, parts_dir: Path, key: str, ranges, skipped: list[int], parts: list[Path]):
+def _test_tasks(config: Config, parts_dir: Path, key: str, ranges, skipped: list[int], parts: list[Path],
+                kind: str):
     """Tasks of the parts not finished yet; ``skipped`` gets the finished ones, ``parts`` every part's path."""
     common = {"lightcurves": str(config.test_lightcurves), "metadata": str(config.test_metadata)}
     inputs = [config.test_lightcurves, config.test_metadata]
@@ -163,26 +180,26 @@ def _test_tasks(config: Config, parts_dir: Path, key: str, ranges, skipped: list
         if is_fresh([out], inputs):
             skipped.append(i)
             continue
-        yield PartTask(i, out=str(out), **source, **common)
+        yield PartTask(i, out=str(out), kind=kind, **source, **common)
 
 
-def build_test(config: Config, force: bool = False) -> Path:
-    """Write ``config.features_path('test')`` from resumable per-part features."""
-    out = config.features_path("test")
+def build_test(config: Config, force: bool = False, kind: str = "aggregate") -> Path:
+    """Write ``config.features_path('test', kind)`` from resumable per-part features."""
+    out = config.features_path("test", kind)
     lc_path, meta_path = config.test_lightcurves, config.test_metadata
     if not force and is_fresh([out], [lc_path, meta_path]):
         log.info("%s is up to date", out)
         return out
     lightcurves.read_header(lc_path)
-    with folder_lock(out.parent, LOCK_NAME):
-        ids, skipped = _build_test_parts(config, out, force)
+    with folder_lock(out.parent, LOCK_NAME if kind == "aggregate" else f"{kind}-{LOCK_NAME}"):
+        ids, skipped = _build_test_parts(config, out, force, kind)
     if skipped:
         log.info("resumed: %d finished part(s) kept from an earlier run", len(skipped))
     log.info("wrote %s: %d objects", out, ids.size)
     return out
 
 
-def _build_test_parts(config: Config, out: Path, force: bool) -> tuple[np.ndarray, list[int]]:
+def _build_test_parts(config: Config, out: Path, force: bool, kind: str) -> tuple[np.ndarray, list[int]]:
     """Make the missing parts and join them into ``out`` (under the build folder's lock)."""
     lc_path, meta_path = config.test_lightcurves, config.test_metadata
     meta = _metadata(str(meta_path), meta_path.stat().st_mtime_ns)
@@ -192,7 +209,7 @@ def _build_test_parts(config: Config, out: Path, force: bool) -> tuple[np.ndarra
         n_parts = max(config.workers, math.ceil(rows_estimate / max(1, config.chunk_rows)))
         ranges = lightcurves.object_byte_ranges(lc_path, n_parts)
     parts_dir = out.with_name(out.stem + PARTS_SUFFIX)
-    manifest = _manifest(config, ranges)
+    manifest = _manifest(config, ranges, kind)
     key = manifest_key(manifest)
     _prepare_parts_dir(parts_dir, manifest, key, force)
     skipped: list[int] = []
@@ -200,10 +217,11 @@ def _build_test_parts(config: Config, out: Path, force: bool) -> tuple[np.ndarra
     total = lc_path.stat().st_size / lightcurves.BYTES_PER_ROW if ranges is not None else None
     with (
         atomic_path(out) as tmp,
-        tqdm(total=total, unit="rows", unit_scale=True, desc="features test", file=sys.stderr, smoothing=0.1) as bar,
+        tqdm(total=total, unit="rows", unit_scale=True, desc=f"{kind} features test", file=sys.stderr,
+             smoothing=0.1) as bar,
     ):
         join = _PartJoin(parts_dir, key, tmp)
-        tasks = _test_tasks(config, parts_dir, key, ranges, skipped, parts)
+        tasks = _test_tasks(config, parts_dir, key, ranges, skipped, parts, kind)
         for result in parallel.map_unordered(featurize_part, tasks, config.workers, config.scheduler):
             bar.update(result.rows)
             join.finished(result.index)
@@ -274,15 +292,28 @@ def _check_unique_objects(ids: np.ndarray, lc_path: Path) -> None:
         )
 
 
-def load_train_features(config: Config) -> pd.DataFrame:
-    """The training features with their labels, or a clear error saying how to build them."""
-    path = config.features_path("train")
-    if not path.exists():
-        raise InputError(f"{path}: training features not built yet. Run `make features` first.")
-    frame = pd.read_parquet(path)
+MAKE_TARGET = {"aggregate": "features", "gp": "gp-features"}
+
+
+def load_train_features(config: Config, kinds: tuple[str, ...] = ("aggregate",), split: str = "train") -> pd.DataFrame:
+    """The training features of ``kinds`` side by side, with their labels, or a clear error saying how to build them.
+
+    ``split='augment'`` loads the augmented copies instead (their ``parent_id`` too).
+    """
+    frames = []
+    for kind in kinds:
+        path = config.features_path(split, kind)
+        if not path.exists():
+            how = "make augment" if split == "augment" else f"make {MAKE_TARGET.get(kind, 'features')}"
+            raise InputError(f"{path}: {kind} features of {split} not built yet. Run `{how}` first.")
+        frame = pd.read_parquet(path).set_index(survey.OBJECT_ID)
+        if frames:
+            frame = frame.drop(columns=[c for c in frame.columns if c in frames[0].columns])
+        frames.append(frame)
+    frame = frames[0].join(frames[1:], how="inner") if len(frames) > 1 else frames[0]
     if survey.TARGET not in frame:
-        raise InputError(f"{path}: no '{survey.TARGET}' column; rebuild the training features (make features).")
-    return frame
+        raise InputError(f"{config.features_path(split)}: no '{survey.TARGET}' column; rebuild it (make features).")
+    return frame.reset_index()
 
 
 def read_features(path: Path) -> pd.DataFrame:
@@ -294,12 +325,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `python -m kit features`."""
     parser.add_argument("--split", choices=("train", "test", "both"), default="both", help="which features to build")
     parser.add_argument("--force", action="store_true", help="rebuild even when outputs are up to date")
+    parser.add_argument("--set", dest="kind", choices=tuple(FEATURE_SETS), default="aggregate",
+                        help="aggregate statistics, or Gaussian-process features (default %(default)s)")
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
     """Build the training and/or test features."""
     if args.split in ("train", "both"):
-        build_train(config, args.force)
+        build_train(config, args.force, args.kind)
     if args.split in ("test", "both"):
-        build_test(config, args.force)
+        build_test(config, args.force, args.kind)
     return 0

@@ -25,6 +25,7 @@ from kit.errors import InputError
 from kit.featurize import load_train_features
 from kit.files import atomic_dir, read_json, save_proba, write_json
 from kit.folds import load_or_make_folds
+from kit.survey import PARENT_ID as PARENT
 
 log = logging.getLogger(__name__)
 MODEL = "lgbm"
@@ -62,8 +63,8 @@ class LGBMSettings:
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
-    """Every column but the id and the label."""
-    return [c for c in frame.columns if c not in (survey.OBJECT_ID, survey.TARGET)]
+    """Every column but the id, the label and an augmented copy's parent."""
+    return [c for c in frame.columns if c not in (survey.OBJECT_ID, survey.TARGET, PARENT)]
 
 
 def class_index(y: np.ndarray) -> np.ndarray:
@@ -71,21 +72,39 @@ def class_index(y: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.asarray(survey.CLASSES), y)
 
 
-def train(config: Config, settings: LGBMSettings = LGBMSettings()) -> dict:
+def train(
+    config: Config,
+    settings: LGBMSettings = LGBMSettings(),
+    kinds: tuple[str, ...] = ("aggregate",),
+    augmented: bool = False,
+) -> dict:
     """Train the fold models, save them with the OOF predictions; return the score summary.
+
+    ``kinds`` are the feature sets used side by side; with ``augmented`` the redshift-augmented copies
+    (``make augment``) join the training part of every fold whose validation part does not hold their parent.
+    Out-of-fold predictions and scores are of the original objects only. Sample weights are the metric's,
+    computed over the objects each booster trains on (copies included), so every class keeps its weight.
 
     The model directory is replaced whole when every fold is done (:func:`kit.files.atomic_dir`): an interrupted
     re-training leaves the previous models untouched, never old and new folds side by side.
     """
-    frame = load_train_features(config)
+    frame = load_train_features(config, kinds)
     ids = frame[survey.OBJECT_ID].to_numpy()
     y = data.labels(frame, config.features_path("train"))
     folds = load_or_make_folds(config, ids, y)
     columns = feature_columns(frame)
     x = frame[columns].to_numpy(np.float32)
-    weights = metric.sample_weights(y)
     galactic = survey.is_galactic(frame["hostgal_photoz"].to_numpy())
     n_folds = int(folds.max()) + 1
+    x_fit, y_fit, fold_fit = x, y, folds
+    if augmented:
+        copies = load_train_features(config, kinds, split="augment")
+        parent_fold = pd.Series(folds, index=ids).reindex(copies[PARENT].to_numpy()).to_numpy()
+        keep = np.isfinite(parent_fold)
+        x_fit = np.concatenate([x, copies.loc[keep, columns].to_numpy(np.float32)])
+        y_fit = np.concatenate([y, copies.loc[keep, survey.TARGET].to_numpy()])
+        fold_fit = np.concatenate([folds, parent_fold[keep].astype(folds.dtype)])
+        log.info("training on %d objects and %d augmented copies", len(y), int(keep.sum()))
 
     oof = np.zeros((len(y), len(survey.CLASSES)))
     importance = pd.DataFrame({"feature": columns, "gain": 0.0, "split": 0.0})
@@ -93,13 +112,15 @@ def train(config: Config, settings: LGBMSettings = LGBMSettings()) -> dict:
     started = time.perf_counter()
     with atomic_dir(config.model_dir(MODEL)) as out:
         for k in range(n_folds):
-            tr, va = folds != k, folds == k
+            tr, va = fold_fit != k, folds == k
             # early stopping watches the masked metric: the score reported for the fold
             booster = lgb.train(
                 settings.params(config.seed + k, config.workers),
-                lgb.Dataset(x[tr], class_index(y[tr]), weight=weights[tr], feature_name=columns),
+                lgb.Dataset(x_fit[tr], class_index(y_fit[tr]), weight=metric.sample_weights(y_fit[tr]),
+                            feature_name=columns),
                 num_boost_round=settings.max_rounds,
-                valid_sets=[lgb.Dataset(x[va], class_index(y[va]), weight=weights[va], feature_name=columns)],
+                valid_sets=[lgb.Dataset(x[va], class_index(y[va]), weight=metric.sample_weights(y[va]),
+                                        feature_name=columns)],
                 feval=functools.partial(metric.lgbm_eval, galactic=galactic[va]),
                 callbacks=[lgb.early_stopping(settings.early_stopping, verbose=False)],
             )
@@ -121,6 +142,8 @@ def train(config: Config, settings: LGBMSettings = LGBMSettings()) -> dict:
             "class_prior_oof": metric.weighted_log_loss(y, prior),
             "seconds": time.perf_counter() - started,
             "n_features": len(columns),
+            "feature_sets": list(kinds),
+            "augmented_copies": int(len(y_fit) - len(y)),
             "settings": asdict(settings),
         }
         write_json(out / "features.json", columns)
@@ -139,6 +162,12 @@ def load_models(config: Config) -> tuple[list[lgb.Booster], list[str]]:
     return [lgb.Booster(model_file=str(p)) for p in paths], read_json(out / "features.json")
 
 
+def feature_sets(config: Config) -> tuple[str, ...]:
+    """The feature sets the saved models were trained on (aggregate only for models of older kits)."""
+    path = config.score_path(MODEL)
+    return tuple(read_json(path).get("feature_sets", ["aggregate"])) if path.exists() else ("aggregate",)
+
+
 def predict_proba(boosters: list[lgb.Booster], x: np.ndarray) -> np.ndarray:
     """Mean of the fold models' probabilities, (n, 14)."""
     return np.mean([b.predict(x) for b in boosters], axis=0)
@@ -147,10 +176,15 @@ def predict_proba(boosters: list[lgb.Booster], x: np.ndarray) -> np.ndarray:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float, default=LGBMSettings.learning_rate)
     parser.add_argument("--max-rounds", type=int, default=LGBMSettings.max_rounds)
+    parser.add_argument("--features", default="aggregate",
+                        help="comma-separated feature sets: aggregate, gp (default %(default)s)")
+    parser.add_argument("--augmented", action="store_true", help="train on the augmented copies too (make augment)")
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    summary = train(config, LGBMSettings(learning_rate=args.learning_rate, max_rounds=args.max_rounds))
+    kinds = tuple(k.strip() for k in args.features.split(",") if k.strip())
+    settings = LGBMSettings(learning_rate=args.learning_rate, max_rounds=args.max_rounds)
+    summary = train(config, settings, kinds, args.augmented)
     print(
         f"LightGBM OOF weighted log loss {summary['oof']:.4f} "
         f"(class prior {summary['class_prior_oof']:.4f}; folds {', '.join(f'{s:.3f}' for s in summary['folds'])}) "

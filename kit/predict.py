@@ -17,6 +17,7 @@ from tqdm import tqdm
 from kit import class99, survey
 from kit.config import Config
 from kit.errors import InputError
+from kit.featurize import MAKE_TARGET
 from kit.files import save_proba
 
 log = logging.getLogger(__name__)
@@ -24,22 +25,41 @@ BATCH_ROWS = 200_000
 
 
 def predict_lgbm(config: Config) -> tuple[np.ndarray, np.ndarray]:
-    """Stream the test features through the LightGBM fold models, in batches of rows."""
+    """Stream the test features (every feature set the model used) through the LightGBM fold models."""
     from kit import lgbm
 
-    path = config.features_path("test")
-    if not path.exists():
-        raise InputError(f"{path}: test features not built yet. Run `make features` first.")
     boosters, columns = lgbm.load_models(config)
-    table = pq.ParquetFile(path)
-    wanted = list(dict.fromkeys([survey.OBJECT_ID, "hostgal_photoz", *columns]))
-    missing = [c for c in wanted if c not in table.schema_arrow.names]
+    kinds = lgbm.feature_sets(config)
+    files, wanted = [], []
+    for i, kind in enumerate(kinds):
+        path = config.features_path("test", kind)
+        if not path.exists():
+            raise InputError(f"{path}: {kind} test features not built yet. Run `make {MAKE_TARGET[kind]}` first.")
+        table = pq.ParquetFile(path)
+        names = set(table.schema_arrow.names)
+        own = [c for c in columns if c in names and not any(c in w for w in wanted)]
+        if i == 0:
+            own = list(dict.fromkeys([survey.OBJECT_ID, "hostgal_photoz", *own]))
+        files.append((path, table, own))
+        wanted.append(set(own))
+    missing = [c for c in columns if not any(c in w for w in wanted)]
     if missing:
-        raise InputError(f"{path}: lacks the model's feature columns {missing[:5]}; rerun make features.")
+        raise InputError(f"test features lack the model's columns {missing[:5]}; rerun make features / gp-features.")
     ids, probas = [], []
-    with tqdm(total=table.metadata.num_rows, desc="predict lgbm", unit="obj", unit_scale=True) as bar:
-        for batch in table.iter_batches(batch_size=BATCH_ROWS, columns=wanted):
-            frame = batch.to_pandas()
+    n_rows = files[0][1].metadata.num_rows
+    for path, table, _ in files[1:]:
+        if table.metadata.num_rows != n_rows:
+            raise InputError(f"{path}: {table.metadata.num_rows} objects, {files[0][0]} has {n_rows}: rebuild it.")
+    batches = zip(*(t.iter_batches(batch_size=BATCH_ROWS, columns=own + ([survey.OBJECT_ID] if j else []))
+                    for j, (_, t, own) in enumerate(files)), strict=True)
+    with tqdm(total=n_rows, desc="predict lgbm", unit="obj", unit_scale=True) as bar:
+        for parts in batches:
+            frames = [b.to_pandas() for b in parts]
+            frame = frames[0]
+            for (path, _, own), other in zip(files[1:], frames[1:], strict=True):
+                if not np.array_equal(other[survey.OBJECT_ID].to_numpy(), frame[survey.OBJECT_ID].to_numpy()):
+                    raise InputError(f"{path}: objects in another order than {files[0][0]}: rebuild it.")
+                frame = frame.join(other[own])
             proba = lgbm.predict_proba(boosters, frame[columns].to_numpy(np.float32))
             probas.append(class99.mask_by_group(proba, survey.is_galactic(frame["hostgal_photoz"].to_numpy())))
             ids.append(frame[survey.OBJECT_ID].to_numpy())

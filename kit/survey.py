@@ -76,6 +76,8 @@ MJD_RANGE: tuple[float, float] = (SURVEY_MJD[0] - MJD_MARGIN_DAYS, SURVEY_MJD[1]
 
 # --- columns and dtypes -------------------------------------------------------------------
 OBJECT_ID = "object_id"
+#: Column of an augmented copy naming the training object it was made from.
+PARENT_ID = "parent_id"
 TARGET = "target"
 LIGHTCURVE_COLUMNS: tuple[str, ...] = ("object_id", "mjd", "passband", "flux", "flux_err", "detected")
 #: mjd needs float64 for sub-day precision; the rest fits compact types (9.3 GB vs 20.3 GB for the test set).

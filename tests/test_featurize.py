@@ -68,7 +68,7 @@ def test_parallel_and_gz_equal_serial_and_whole(comp, tmp_path):
     gz = serial.with_(data_dir=gz_folder, build_root=tmp_path / "gzbuild", workers=2)
     pd.testing.assert_frame_equal(pd.read_parquet(featurize.build_test(gz)), expected, check_exact=True)
     lc = featurize.lightcurves.read_lightcurves(serial.test_lightcurves)
-    whole = featurize.build_features(lc, featurize.data.read_metadata(serial.test_metadata))
+    whole = featurize.feature_builder("aggregate")(lc, featurize.data.read_metadata(serial.test_metadata))
     pd.testing.assert_frame_equal(expected.set_index(survey.OBJECT_ID), whole, check_exact=True)
 
 
@@ -249,3 +249,24 @@ def test_two_data_folders_with_one_name_do_not_share_the_build_folder(comp, tmp_
     assert cli.main([*predict, "--data", str(second)]) == 2  # models/ are checked against build/ too
     assert cli.main([*predict, "--data", str(first)]) == 0
     assert (tmp_path / "models" / "base" / "source.json").exists()
+
+
+def test_gp_feature_set_in_parts_equals_whole_and_resumes(comp, tmp_path):
+    from kit.gpfeatures import build_gp_features
+
+    serial = _config(comp, tmp_path / "serial")
+    two = serial.with_(build_root=tmp_path / "two", workers=2)
+    path = featurize.build_test(serial, kind="gp")
+    assert path == serial.build_dir / "gp_features_test.parquet"
+    expected = pd.read_parquet(path)
+    assert len(list((serial.build_dir / "gp_features_test.parts").glob("part-*.parquet"))) >= 5
+    pd.testing.assert_frame_equal(pd.read_parquet(featurize.build_test(two, kind="gp")), expected, check_exact=True)
+    lc = featurize.lightcurves.read_lightcurves(serial.test_lightcurves)
+    whole = build_gp_features(lc, featurize.data.read_metadata(serial.test_metadata))
+    pd.testing.assert_frame_equal(expected.set_index(survey.OBJECT_ID), whole, check_exact=True)
+    assert not (serial.build_dir / "features_test.parquet").exists()  # the sets are built apart
+    featurize.build_train(serial, kind="gp")
+    featurize.build_train(serial)
+    train = featurize.load_train_features(serial, ("aggregate", "gp"))
+    assert survey.TARGET in train and "gp_time_scale" in train
+    assert "flux_mean" in train and train.columns.is_unique

@@ -1,0 +1,84 @@
+"""The `augment` stage and LightGBM on augmented copies: parents and copies never straddle folds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit import augment, featurize, lgbm, survey
+from kit.config import Config
+from kit.folds import load_or_make_folds
+
+
+@pytest.fixture(scope="module")
+def built(competition, tmp_path_factory):
+    root = tmp_path_factory.mktemp("aug")
+    config = Config(data_dir=competition, build_root=root / "build", models_root=root / "models", workers=2, seed=3)
+    settings = augment.AugmentSettings(copies=3, galactic_copies=1)
+    augment.build_augmented(config, settings, ("aggregate", "gp"))
+    for kind in ("aggregate", "gp"):
+        featurize.build_train(config, kind=kind)
+    return config, settings
+
+
+def test_copies_have_parents_targets_and_both_feature_sets(built):
+    config, settings = built
+    copies = featurize.load_train_features(config, ("aggregate", "gp"), split="augment")
+    train = featurize.load_train_features(config, ("aggregate",))
+    parents = train.set_index(survey.OBJECT_ID)
+    assert len(copies) > 0 and copies[survey.OBJECT_ID].is_unique
+    assert (copies[survey.OBJECT_ID] >= augment.ID_BASE).all()
+    assert copies[survey.PARENT_ID].isin(parents.index).all()
+    assert (copies[survey.TARGET].to_numpy() == parents.loc[copies[survey.PARENT_ID], survey.TARGET].to_numpy()).all()
+    assert "gp_time_scale" in copies and "flux_mean" in copies
+    per_parent = copies.groupby(survey.PARENT_ID).size()
+    exg = parents.loc[per_parent.index, "hostgal_photoz"] > 0
+    assert per_parent[exg.to_numpy()].max() <= settings.copies
+    assert per_parent[~exg.to_numpy()].max() <= settings.galactic_copies
+    galactic_copies = copies[copies[survey.PARENT_ID].isin(parents.index[parents["hostgal_photoz"] == 0])]
+    assert (galactic_copies["hostgal_photoz"] == 0).all()
+
+
+def test_stage_resumes_from_its_parts(built, caplog):
+    config, settings = built
+    before = pd.read_parquet(config.features_path("augment", "gp"))
+    parts = sorted((config.build_dir / "augment.parts").glob("part-*-gp.parquet"))
+    parts[0].unlink()
+    config.features_path("augment").unlink()
+    augment.build_augmented(config, settings, ("aggregate", "gp"))
+    pd.testing.assert_frame_equal(pd.read_parquet(config.features_path("augment", "gp")), before, check_exact=True)
+
+
+def test_lgbm_on_copies_keeps_them_in_their_parents_fold_and_scores_originals_only(built, monkeypatch):
+    config, _ = built
+    seen = []
+    real_dataset = lgbm.lgb.Dataset
+
+    def spy(x, *args, **kw):
+        seen.append(np.asarray(x))
+        return real_dataset(x, *args, **kw)
+
+    monkeypatch.setattr(lgbm.lgb, "Dataset", spy)
+    settings = lgbm.LGBMSettings(max_rounds=15, early_stopping=5)
+    summary = lgbm.train(config, settings, ("aggregate", "gp"), augmented=True)
+    train = featurize.load_train_features(config, ("aggregate", "gp"))
+    copies = featurize.load_train_features(config, ("aggregate", "gp"), split="augment")
+    columns = lgbm.feature_columns(train)
+    folds = pd.Series(load_or_make_folds(config, train[survey.OBJECT_ID].to_numpy(),
+                                         train[survey.TARGET].to_numpy()), index=train[survey.OBJECT_ID])
+    key = {row.tobytes(): oid for oid, row in zip(train[survey.OBJECT_ID], train[columns].to_numpy(np.float32),
+                                                      strict=True)}
+    ckey = {row.tobytes(): pid for pid, row in zip(copies[survey.PARENT_ID], copies[columns].to_numpy(np.float32),
+                                                       strict=True)}
+    for k in range(int(folds.max()) + 1):
+        fit, valid = seen[2 * k], seen[2 * k + 1]
+        valid_ids = {key[r.tobytes()] for r in valid}
+        assert valid_ids == set(folds.index[folds == k])  # validation: originals of fold k only
+        fit_parents = {ckey[r.tobytes()] for r in fit if r.tobytes() in ckey}
+        fit_originals = {key[r.tobytes()] for r in fit if r.tobytes() in key}
+        assert fit_parents and not fit_parents & valid_ids  # no copy of a validation object trains
+        assert not fit_originals & valid_ids
+    oof = pd.read_parquet(config.oof_path("lgbm"))
+    assert len(oof) == len(train) and summary["augmented_copies"] == len(copies)
+    assert summary["feature_sets"] == ["aggregate", "gp"]
