@@ -14,6 +14,7 @@ import functools
 import logging
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
@@ -72,16 +73,50 @@ def class_index(y: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.asarray(survey.CLASSES), y)
 
 
+#: Pseudo-labels (3rd place): test objects predicted as these classes with at least this probability join
+#: training with that label, at most this many per labelled training object.
+PSEUDO_CLASSES: tuple[int, ...] = (90, 42)
+PSEUDO_THRESHOLD = 0.985
+PSEUDO_RATIO = 1.0
+
+
+def pseudo_labelled(config: Config, proba_path, kinds: tuple[str, ...], n_train: int) -> pd.DataFrame:
+    """Test objects confidently predicted (``proba_path``, a model's test.parquet) as :data:`PSEUDO_CLASSES`,
+    with their features of ``kinds`` and the predicted class as ``target`` (the most confident first, capped)."""
+    from kit.files import load_proba
+
+    ids, proba = load_proba(proba_path)
+    cols = [survey.CLASSES.index(c) for c in PSEUDO_CLASSES]
+    best = proba[:, cols].max(axis=1)
+    pick = np.flatnonzero(best >= PSEUDO_THRESHOLD)
+    pick = pick[np.argsort(-best[pick], kind="stable")][: int(PSEUDO_RATIO * n_train)]
+    chosen = pd.Series(np.asarray(PSEUDO_CLASSES)[proba[pick][:, cols].argmax(axis=1)], index=ids[pick])
+    frames = []
+    for kind in kinds:
+        path = config.features_path("test", kind)
+        frame = pd.read_parquet(path, filters=[(survey.OBJECT_ID, "in", chosen.index.tolist())])
+        frame = frame.set_index(survey.OBJECT_ID)
+        if frames:
+            frame = frame.drop(columns=[c for c in frame.columns if c in frames[0].columns])
+        frames.append(frame)
+    out = frames[0].join(frames[1:], how="inner") if len(frames) > 1 else frames[0]
+    out[survey.TARGET] = chosen.reindex(out.index).to_numpy()
+    return out.reset_index()
+
+
 def train(
     config: Config,
     settings: LGBMSettings = LGBMSettings(),
     kinds: tuple[str, ...] = ("aggregate",),
     augmented: bool = False,
+    pseudo_from=None,
 ) -> dict:
     """Train the fold models, save them with the OOF predictions; return the score summary.
 
     ``kinds`` are the feature sets used side by side; with ``augmented`` the redshift-augmented copies
     (``make augment``) join the training part of every fold whose validation part does not hold their parent.
+    ``pseudo_from`` (a test.parquet of an earlier model) adds confidently predicted test objects to the training
+    part of every fold (:func:`pseudo_labelled`).
     Out-of-fold predictions and scores are of the original objects only. Sample weights are the metric's,
     computed over the objects each booster trains on (copies included), so every class keeps its weight.
 
@@ -105,6 +140,15 @@ def train(
         y_fit = np.concatenate([y, copies.loc[keep, survey.TARGET].to_numpy()])
         fold_fit = np.concatenate([folds, parent_fold[keep].astype(folds.dtype)])
         log.info("training on %d objects and %d augmented copies", len(y), int(keep.sum()))
+    n_pseudo = 0
+    if pseudo_from is not None:
+        pseudo = pseudo_labelled(config, pseudo_from, kinds, len(y))
+        n_pseudo = len(pseudo)
+        x_fit = np.concatenate([x_fit, pseudo[columns].to_numpy(np.float32)])
+        y_fit = np.concatenate([y_fit, pseudo[survey.TARGET].to_numpy()])
+        fold_fit = np.concatenate([fold_fit, np.full(n_pseudo, -1, dtype=fold_fit.dtype)])
+        log.info("training with %d pseudo-labelled test objects (%s)", n_pseudo,
+                 pseudo[survey.TARGET].value_counts().to_dict())
 
     oof = np.zeros((len(y), len(survey.CLASSES)))
     importance = pd.DataFrame({"feature": columns, "gain": 0.0, "split": 0.0})
@@ -143,7 +187,8 @@ def train(
             "seconds": time.perf_counter() - started,
             "n_features": len(columns),
             "feature_sets": list(kinds),
-            "augmented_copies": int(len(y_fit) - len(y)),
+            "augmented_copies": int(len(y_fit) - len(y) - n_pseudo),
+            "pseudo_labels": n_pseudo,
             "settings": asdict(settings),
         }
         write_json(out / "features.json", columns)
@@ -179,12 +224,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", default="aggregate",
                         help="comma-separated feature sets: aggregate, gp (default %(default)s)")
     parser.add_argument("--augmented", action="store_true", help="train on the augmented copies too (make augment)")
+    parser.add_argument("--pseudo-labels", type=Path, default=None, metavar="TEST_PARQUET",
+                        help="add test objects an earlier model (its test.parquet) predicts as SN Ia/II with p>=0.985")
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
     kinds = tuple(k.strip() for k in args.features.split(",") if k.strip())
     settings = LGBMSettings(learning_rate=args.learning_rate, max_rounds=args.max_rounds)
-    summary = train(config, settings, kinds, args.augmented)
+    summary = train(config, settings, kinds, args.augmented, args.pseudo_labels)
     print(
         f"LightGBM OOF weighted log loss {summary['oof']:.4f} "
         f"(class prior {summary['class_prior_oof']:.4f}; folds {', '.join(f'{s:.3f}' for s in summary['folds'])}) "

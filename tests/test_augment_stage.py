@@ -82,3 +82,27 @@ def test_lgbm_on_copies_keeps_them_in_their_parents_fold_and_scores_originals_on
     oof = pd.read_parquet(config.oof_path("lgbm"))
     assert len(oof) == len(train) and summary["augmented_copies"] == len(copies)
     assert summary["feature_sets"] == ["aggregate", "gp"]
+
+
+def test_pseudo_labels_are_the_confident_sn_predictions_capped_and_train_in_every_fold(built, tmp_path, monkeypatch):
+    from kit.files import save_proba
+
+    config, _ = built
+    featurize.build_test(config)
+    test_ids = pd.read_parquet(config.features_path("test"), columns=[survey.OBJECT_ID])[survey.OBJECT_ID].to_numpy()
+    proba = np.full((test_ids.size, len(survey.CLASSES)), 1.0 / len(survey.CLASSES))
+    i90, i42 = survey.CLASSES.index(90), survey.CLASSES.index(42)
+    proba[:5] = 0.0
+    proba[:5, i90] = [0.999, 0.99, 0.986, 0.5, 0.984]  # three above the threshold
+    proba[5:7] = 0.0
+    proba[5:7, i42] = 1.0
+    save_proba(tmp_path / "test.parquet", test_ids, proba)
+    picked = lgbm.pseudo_labelled(config, tmp_path / "test.parquet", ("aggregate",), n_train=100)
+    assert dict(zip(picked[survey.OBJECT_ID], picked[survey.TARGET], strict=True)) == {
+        test_ids[0]: 90, test_ids[1]: 90, test_ids[2]: 90, test_ids[5]: 42, test_ids[6]: 42}
+    monkeypatch.setattr(lgbm, "PSEUDO_RATIO", 2 / 100)
+    assert len(lgbm.pseudo_labelled(config, tmp_path / "test.parquet", ("aggregate",), n_train=100)) == 2
+    monkeypatch.setattr(lgbm, "PSEUDO_RATIO", 1.0)
+    summary = lgbm.train(config, lgbm.LGBMSettings(max_rounds=5, early_stopping=2), ("aggregate",),
+                         pseudo_from=tmp_path / "test.parquet")
+    assert summary["pseudo_labels"] == 5
