@@ -35,8 +35,12 @@ timed make --no-print-directory download COMPETITION=plasticc-2018 DATA=$DATA
 # The stand-in never serves the truth; a competitor gets it later (Zenodo). Copy it for local scoring.
 cp "$SOURCE/test_truth.csv" "$DATA/test_truth.csv"
 
+# The demo's preset: fewer augmented copies than a real run's default (AUGMENT_COPIES=40), to stay within minutes.
+DEMO_AUGMENT="AUGMENT_COPIES=${DEMO_COPIES:-4} GALACTIC_COPIES=${DEMO_GALACTIC_COPIES:-1}"
 step "features";          timed make --no-print-directory features DATA=$DATA
-step "LightGBM";          timed make --no-print-directory train-lgbm DATA=$DATA
+step "GP features";       timed make --no-print-directory gp-features DATA=$DATA
+step "augmentation";      timed make --no-print-directory augment DATA=$DATA $DEMO_AUGMENT
+step "LightGBM";          timed make --no-print-directory train-lgbm DATA=$DATA $DEMO_AUGMENT
 step "sequences";         timed make --no-print-directory sequences DATA=$DATA
 step "LSTM";              timed make --no-print-directory train-lstm DATA=$DATA LSTM_ARGS="${DEMO_LSTM_ARGS:---epochs 12}"
 step "predict + blend";   timed make --no-print-directory predict blend DATA=$DATA
