@@ -116,7 +116,8 @@ def fit(
     Returns
     -------
     GPFit
-        An object with no usable point (no finite flux with a positive error) gets NaN hyperparameters
+        An object with no usable point (no finite flux with a positive error whose square is finite and
+        positive) gets NaN hyperparameters
         and predicts its background.
     """
     if (time_scale is None) != (amplitude is None):
@@ -216,7 +217,8 @@ def _prepare(starts, mjd, passband, flux, flux_err, wavelengths):
         idx = np.empty(b - a, dtype=np.int64)
         m = 0
         for r in range(a, b):
-            if np.isfinite(flux[r]) and np.isfinite(mjd[r]) and flux_err[r] > 0 and 0 <= passband[r] < 6:
+            e2 = flux_err[r] * flux_err[r]  # its weight 1 / e2 must be finite and positive
+            if np.isfinite(flux[r]) and np.isfinite(mjd[r]) and 0.0 < e2 < np.inf and 0 <= passband[r] < 6:
                 keys[m] = passband[r] * 1e6 + mjd[r]
                 idx[m] = r
                 m += 1
