@@ -33,6 +33,7 @@ KERNEL_FULL ?=
 KAGGLE_USER ?=
 KERNEL_ARGS ?=
 BENCH_ROWS ?= 20000000
+BENCH_ARGS ?=
 
 BUILD_ROOT ?= build
 MODELS_ROOT ?= models
@@ -210,8 +211,8 @@ demo: $(STAMP) ## simulate a competition, serve it on a local stand-in Kaggle, r
 .PHONY: report bench
 report: $(STAMP) ## write reports/<name>/index.html with figures of models, errors and light curves
 	$(KIT) report $(ARGS)
-bench: $(STAMP) ## time the LightGBM path on a large simulated test set (BENCH_ROWS) against the reference
-	$(KIT) bench $(ARGS) --rows $(BENCH_ROWS)
+bench: $(STAMP) ## time the LightGBM path (BENCH_ROWS) and GP features on a simulated test set against references
+	$(KIT) bench $(ARGS) --rows $(BENCH_ROWS) $(BENCH_ARGS)
 
 # --- quality -----------------------------------------------------------------------------------------
 .PHONY: test lint clean clean-models

@@ -11,6 +11,9 @@ the parent and every worker hold whatever N is, so that its memory is measured a
 Then the rest of the LightGBM path is timed on the same file: fold models trained once on a small
 simulated competition (cached under ``bench/``) predict the features, class 99 is added, the
 ``.csv.gz`` is written and validated. Last, the ragged test sequences are built in one stream.
+
+The GP stage (:mod:`kit.bench_gp`) times GP features on a file of ``--gp-rows`` rows at N and 2N, against
+scikit-learn on a sample. ``--stages lgbm`` or ``--stages gp`` times only one of the two.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from kit import survey
+from kit import bench_gp, survey
 from kit.config import Config
 from kit.files import atomic_path, write_json
 
@@ -40,9 +43,12 @@ DEFAULT_ROWS = 20_000_000
 DEFAULT_REPEAT = 2
 REAL_TEST_ROWS = survey.REAL_ROW_COUNTS[survey.TEST_LIGHTCURVES]
 REAL_TEST_OBJECTS = survey.REAL_ROW_COUNTS[survey.TEST_METADATA]
-#: Rows per object: WFD median 129 (97..156), DDF about 350 (share of DDF objects about 1%).
+#: Rows per object: WFD median 129 (97..156), DDF about 350; DDF objects are 1.5% of the test set's objects (as
+#: in kit/simulate), which matters for the GP stage: a DDF object costs (350 / 129)^3, about 20 WFD objects.
 WFD_ROWS, WFD_SPREAD, WFD_LIMITS = 129, 15, (97, 156)
-DDF_ROWS, DDF_SHARE = 350, 0.01
+DDF_ROWS, DDF_SHARE = 350, 0.015
+#: Part of the bench folders' names: files of an older generator are made again, not reused.
+SYNTHETIC_VERSION = 2
 #: Passband shares of WFD observations (13, 11, 22, 20, 30, 33 per object).
 BAND_SHARES = np.array([13, 11, 22, 20, 30, 33]) / 129
 BAND_FLUX_ERR = np.array([10.1, 2.5, 3.6, 5.9, 13.1, 28.1])
@@ -54,6 +60,8 @@ WRITE_BLOCK_OBJECTS = 20_000
 MODEL_TRAIN_OBJECTS, MODEL_TEST_OBJECTS, MODEL_ROUNDS = 1000, 200, 300
 KERNEL_CHUNK_ROWS = 5_000_000
 MEMORY_POLL_S = 0.1
+#: What `--stages` can time (default: all).
+STAGES = ("lgbm", "gp")
 _UNQUOTED = pacsv.WriteOptions(quoting_style="none", quoting_header="none")
 
 
@@ -261,10 +269,8 @@ def bench_rows(
 
     from kit import featurize, predict, submission, validate
 
-    folder = bench_dir / f"rows-{n_rows}"
+    folder = synthetic_folder(bench_dir, n_rows)
     lc_path = folder / survey.TEST_LIGHTCURVES
-    if not lc_path.exists() or not (folder / survey.TEST_METADATA).exists():
-        write_synthetic(folder, n_rows)
     cfg = config.with_(data_dir=folder, build_root=bench_dir / "build")
     out = cfg.features_path("test")
 
@@ -304,6 +310,14 @@ def bench_rows(
     sequences = timed("sequences (ragged, streamed)", actual_rows, lambda: _sequences(cfg, stats))
     sequences["mb_per_million_rows"] = stats["bytes_per_million_rows"] / 1e6
     return [kit, kernel, full_meta, *stages, total, sequences]
+
+
+def synthetic_folder(bench_dir: Path, n_rows: int) -> Path:
+    """The bench's folder of a simulated test set of ``n_rows`` rows, written first if missing."""
+    folder = Path(bench_dir) / f"rows-{n_rows}-v{SYNTHETIC_VERSION}"
+    if not (folder / survey.TEST_LIGHTCURVES).exists() or not (folder / survey.TEST_METADATA).exists():
+        write_synthetic(folder, n_rows)
+    return folder
 
 
 def _padded_metadata_folder(folder: Path, rows: int) -> Path:
@@ -355,16 +369,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="metadata rows of the extra featurisation run (the real test set's count)")
     parser.add_argument("--model-objects", type=int, default=MODEL_TRAIN_OBJECTS,
                         help="training objects of the simulated competition whose models are timed")
+    parser.add_argument("--stages", type=_stages, default=STAGES,
+                        help="comma-separated stages to time: lgbm (features to validated file), gp (GP features "
+                             "against scikit-learn); default: both")
+    parser.add_argument("--gp-rows", type=int, default=bench_gp.DEFAULT_ROWS,
+                        help="rows of the GP stage's simulated test set (its N; 2N too unless --skip-2n)")
+    parser.add_argument("--gp-reference-objects", type=int, default=bench_gp.DEFAULT_REFERENCE_OBJECTS,
+                        help="objects of the GP stage's file also fitted by scikit-learn, for speed and features")
+
+
+def _stages(text: str) -> tuple[str, ...]:
+    stages = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown or not stages:
+        raise argparse.ArgumentTypeError(f"unknown stage(s) {', '.join(unknown) or '(none)'}: choose from "
+                                         f"{', '.join(STAGES)}")
+    return stages
+
+
+def _in_fresh_process(fn: Callable, *fn_args):
+    """``fn(*fn_args)`` in a fresh process, so that one size's memory does not inflate the next's."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *fn_args).result()
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
     """Generate, time, print a table and write ``bench/results.json``."""
+    stages = args.stages
+    summary: dict = {"stages": list(stages), "real_test_rows": REAL_TEST_ROWS}
+    if "lgbm" in stages:
+        summary.update(_run_lgbm(args, config))
+    if "gp" in stages:
+        sizes = [args.gp_rows] if args.skip_2n else [args.gp_rows, 2 * args.gp_rows]
+        per_size = [_in_fresh_process(bench_gp.bench_gp, n, args.bench_dir, config.workers,
+                                      args.gp_reference_objects if i == 0 else 0) for i, n in enumerate(sizes)]
+        summary["gp"] = bench_gp.summarise(per_size, REAL_TEST_OBJECTS)
+        bench_gp.print_summary(summary["gp"])
+    write_json(args.bench_dir / "results.json", json.loads(json.dumps(summary, default=float)))
+    return 0
+
+
+def _run_lgbm(args: argparse.Namespace, config: Config) -> dict:
+    """The LightGBM path at N and 2N rows: printed, and its part of ``results.json``."""
     sizes = [args.rows] if args.skip_2n else [args.rows, 2 * args.rows]
     results = []
-    for n in sizes:  # each size in a fresh process, so that one size's memory does not inflate the next's
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            job_args = (n, config, args.bench_dir, args.model_objects, args.repeat, args.metadata_rows)
-            results += pool.submit(bench_rows, *job_args).result()
+    for n in sizes:
+        results += _in_fresh_process(bench_rows, n, config, args.bench_dir, args.model_objects, args.repeat,
+                                     args.metadata_rows)
     kit_runs = [r for r in results if r["stage"].startswith("kit features (")]
     paths = [r for r in results if r["stage"].startswith("LightGBM path")]
     seqs = [r for r in results if r["stage"].startswith("sequences")]
@@ -374,7 +425,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
         "extrapolated_full_path_s": paths[-1]["seconds"] / paths[-1]["rows"] * REAL_TEST_ROWS,
         "peak_pss_mb": max(r["peak_pss_mb"] for r in results if not r["stage"].startswith("public")),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in results if not r["stage"].startswith("public")),
-        "real_test_rows": REAL_TEST_ROWS,
     }
     print(f"{'stage':38} {'rows':>11} {'s':>7} {'rows/s':>11} {'obj/s':>9} {'PSS MB':>7} {'RSS MB':>7} {'speed-up':>8}")
     for r in results:
@@ -389,5 +439,4 @@ def run(args: argparse.Namespace, config: Config) -> int:
           f"{summary['extrapolated_full_path_s'] / 60:.1f} min; peak memory {summary['peak_pss_mb']:,.0f} MB PSS "
           f"({summary['peak_rss_mb']:,.0f} MB RSS)")
     print(f"sequences on disk: {seqs[-1]['mb_per_million_rows']:.1f} MB per million rows")
-    write_json(args.bench_dir / "results.json", json.loads(json.dumps(summary, default=float)))
-    return 0
+    return summary

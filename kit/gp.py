@@ -96,8 +96,11 @@ def fit(
     flux: np.ndarray,
     flux_err: np.ndarray,
     wavelength_scale: float = WAVELENGTH_SCALE_A,
+    *,
+    time_scale: np.ndarray | None = None,
+    amplitude: np.ndarray | None = None,
 ) -> GPFit:
-    """Fit one GP per object.
+    """Fit one GP per object (or only factor its kernel at given hyperparameters).
 
     Parameters
     ----------
@@ -106,13 +109,19 @@ def fit(
         each object's rows are contiguous, in any order within the object.
     mjd, passband, flux, flux_err
         Light-curve rows (days, 0..5, flux units, flux units).
+    time_scale, amplitude
+        Given together (per object; days, flux units), nothing is fitted: each object's kernel is only
+        factored at these hyperparameters (e.g. another fitter's, to compare features). NaN: no GP.
 
     Returns
     -------
     GPFit
-        An object with no usable point (no finite flux with a positive error) gets NaN hyperparameters
+        An object with no usable point (no finite flux with a positive error whose square is finite and
+        positive) gets NaN hyperparameters
         and predicts its background.
     """
+    if (time_scale is None) != (amplitude is None):
+        raise ValueError("give both time_scale and amplitude, or neither")
     starts = np.ascontiguousarray(starts, dtype=np.int64)
     wavelengths = np.asarray(survey.PASSBAND_WAVELENGTH_A, dtype=np.float64)
     t, w, y, v, pstarts, background, scale = _prepare(
@@ -130,8 +139,15 @@ def fit(
     chol = np.empty(chol_starts[-1])
     params = np.empty((n.size, 3))
     with threadpool_limits(limits=1, user_api="blas"):  # LAPACK on 125x125 matrices: threads only cost
-        _fit_all(t, w, y, v, pstarts, 1.0 / wavelength_scale, np.log(TIME_SCALE_BOUNDS_D),
-                 np.log(np.asarray(TIME_SCALE_START_D)), alpha, chol, chol_starts, params)
+        if time_scale is None:
+            _fit_all(t, w, y, v, pstarts, 1.0 / wavelength_scale, np.log(TIME_SCALE_BOUNDS_D),
+                     np.log(np.asarray(TIME_SCALE_START_D)), alpha, chol, chol_starts, params)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log_lt = np.log(np.asarray(time_scale, dtype=np.float64))
+                log_amp = np.log(np.asarray(amplitude, dtype=np.float64) / scale)
+            _factor_all(t, w, y, v, pstarts, 1.0 / wavelength_scale, log_lt, log_amp, alpha, chol, chol_starts,
+                        params)
     return GPFit(
         starts=pstarts, time=t, wavelength=w, alpha=alpha, chol=chol, chol_starts=chol_starts,
         background=background, scale=scale, time_scale=params[:, 0], amplitude=params[:, 1] * scale,
@@ -201,7 +217,8 @@ def _prepare(starts, mjd, passband, flux, flux_err, wavelengths):
         idx = np.empty(b - a, dtype=np.int64)
         m = 0
         for r in range(a, b):
-            if np.isfinite(flux[r]) and np.isfinite(mjd[r]) and flux_err[r] > 0 and 0 <= passband[r] < 6:
+            e2 = flux_err[r] * flux_err[r]  # its weight 1 / e2 must be finite and positive
+            if np.isfinite(flux[r]) and np.isfinite(mjd[r]) and 0.0 < e2 < np.inf and 0 <= passband[r] < 6:
                 keys[m] = passband[r] * 1e6 + mjd[r]
                 idx[m] = r
                 m += 1
@@ -389,6 +406,26 @@ def _fit_all(t, w, y, v, pstarts, inv_lw, log_bounds, log_starts, alpha, chol, c
         chol[chol_starts[o]:chol_starts[o + 1]] = L.ravel()
         params[o, 0] = math.exp(log_lt)
         params[o, 1] = math.exp(log_amp)
+        params[o, 2] = ll
+
+
+@numba.njit(cache=True)
+def _factor_all(t, w, y, v, pstarts, inv_lw, log_lt, log_amp, alpha, chol, chol_starts, params):
+    """:func:`_fit_all` at given (log) hyperparameters: one factorisation per object, no search."""
+    for o in range(pstarts.size - 1):
+        a, b = pstarts[o], pstarts[o + 1]
+        n = b - a
+        if n == 0 or not (np.isfinite(log_lt[o]) and np.isfinite(log_amp[o])):
+            params[o, 0] = np.nan
+            params[o, 1] = np.nan
+            params[o, 2] = np.nan
+            continue
+        C = np.empty((n, n))
+        _correlation(t[a:b], w[a:b], log_lt[o], inv_lw, C)
+        ll, L = _loglik(C, y[a:b], v[a:b], log_amp[o], alpha[a:b])
+        chol[chol_starts[o]:chol_starts[o + 1]] = L.ravel()
+        params[o, 0] = math.exp(log_lt[o])
+        params[o, 1] = math.exp(log_amp[o])
         params[o, 2] = ll
 
 

@@ -27,8 +27,11 @@ import numpy as np
 import pandas as pd
 
 from kit import gp, idsets, survey
-from kit.features import FEATURE_DTYPE, luminosity_distance_mpc
+from kit.features import _ratio, _to_feature_dtype, luminosity_distance_mpc
 
+#: Objects fitted at a time: a fit holds each object's Cholesky factor (n x n: about 130 kB for a WFD object),
+#: which for a whole chunk of 2M rows would be 2 GB per worker (1,000 objects a batch left the heap growing).
+BATCH_OBJECTS = 250
 #: Time-grid step (days): a fraction of the fitted time scale, within bounds.
 GRID_STEP_FRACTION, GRID_STEP_BOUNDS_D = 0.25, (0.5, 5.0)
 #: The grid extends this far beyond the first and last observation (days).
@@ -79,8 +82,17 @@ def build_gp_features(lightcurves: pd.DataFrame, metadata: pd.DataFrame | None) 
     run = idsets.run_starts(ids)
     starts = np.append(run, ids.size).astype(np.int64)
     object_ids = ids[run]
-    fit = gp.fit(starts, col["mjd"], col["passband"], col["flux"], col["flux_err"])
-    return gp_features(fit, starts, col, object_ids, metadata)
+    if metadata is not None and len(metadata):
+        metadata = metadata[metadata[survey.OBJECT_ID].isin(object_ids)]
+    parts = []
+    for lo in range(0, max(object_ids.size, 1), BATCH_OBJECTS):
+        hi = min(lo + BATCH_OBJECTS, object_ids.size)
+        a, b = starts[lo], starts[hi]
+        sub = {k: v[a:b] for k, v in col.items()}
+        sub_starts = starts[lo:hi + 1] - a
+        fit = gp.fit(sub_starts, sub["mjd"], sub["passband"], sub["flux"], sub["flux_err"])
+        parts.append(gp_features(fit, sub_starts, sub, object_ids[lo:hi], metadata))
+    return parts[0] if len(parts) == 1 else pd.concat(parts)
 
 
 def gp_features(fit: gp.GPFit, starts: np.ndarray, col: dict, object_ids: np.ndarray,
@@ -105,12 +117,12 @@ def gp_features(fit: gp.GPFit, starts: np.ndarray, col: dict, object_ids: np.nda
     peak = f["gp_peak"]
     with np.errstate(invalid="ignore", divide="ignore"):
         for b in _B:
-            f[f"gp_share_at_peak_{b}"] = f[f"gp_flux_at_peak_{b}"] / peak
+            f[f"gp_share_at_peak_{b}"] = _ratio(f[f"gp_flux_at_peak_{b}"], peak)
         for i in range(survey.N_PASSBANDS - 1):
             a, c = f[f"gp_flux_at_peak_{_B[i]}"], f[f"gp_flux_at_peak_{_B[i + 1]}"]
             f[f"gp_colour_{_B[i]}{_B[i + 1]}"] = (a - c) / (np.abs(a) + np.abs(c))
-        f["gp_min_over_peak"] = f["gp_min"] / peak
-        f["gp_peak_rel_std"] = _peak_std(fit, t_peak) / np.abs(peak)
+        f["gp_min_over_peak"] = _ratio(f["gp_min"], peak)
+        f["gp_peak_rel_std"] = _ratio(_peak_std(fit, t_peak), np.abs(peak))
     z = _photoz(object_ids, metadata)
     extragalactic = z > 0
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -119,7 +131,7 @@ def gp_features(fit: gp.GPFit, starts: np.ndarray, col: dict, object_ids: np.nda
         stretch = 1.0 + np.where(extragalactic, z, 0.0)
         for k in _REST:
             f[f"{k}_rest"] = f[k] / stretch
-    out = pd.DataFrame({k: np.asarray(v, dtype=FEATURE_DTYPE) for k, v in f.items()})
+    out = pd.DataFrame(_to_feature_dtype(f, object_ids))
     out.index = pd.Index(object_ids.astype(np.int64), name=survey.OBJECT_ID)
     return out
 

@@ -135,7 +135,7 @@ def test_cli_command_and_bench_small(comp, tmp_path, capsys):
     assert Config(data_dir=comp, build_root=tmp_path).features_path("test").exists()
     bench_dir = tmp_path / "bench"
     args = ["bench", "--rows", "20000", "--skip-2n", "--bench-dir", str(bench_dir), "--workers", "2",
-            "--model-objects", "200", "--repeat", "2", "--metadata-rows", "3000"]
+            "--model-objects", "200", "--repeat", "2", "--metadata-rows", "3000", "--stages", "lgbm"]
     assert cli.main(args) == 0
     text = capsys.readouterr().out
     assert "public kernel" in text and "extrapolated" in text
