@@ -24,11 +24,14 @@ smooth mean and its uncertainty at any (time, wavelength) with :func:`predict`.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 from dataclasses import dataclass
 
 import numba
 import numpy as np
+from numba.extending import get_cython_function_address
 from threadpoolctl import threadpool_limits
 
 from kit import survey
@@ -42,6 +45,8 @@ TIME_SCALE_START_D = (3.0, 12.0, 50.0, 200.0)
 START_AMPLITUDE_STEP = 1.5
 #: Newton steps after the grid, their first probe distance and longest step (log space).
 NEWTON_STEPS, NEWTON_PROBE, NEWTON_MAX_STEP = 3, 0.3, 1.5
+#: Then Newton steps in amplitude alone (same time scale), and their first probe distance (log).
+AMPLITUDE_STEPS, AMPLITUDE_PROBE = 2, 0.1
 #: A Newton step that gains less log likelihood than this halves the probe distance.
 NEWTON_TOL = 0.5
 #: Points of one band closer in time than this (days) are merged.
@@ -136,18 +141,18 @@ def fit(
     chol_starts = np.zeros(n.size + 1, dtype=np.int64)
     np.cumsum(n * n, out=chol_starts[1:])
     alpha = np.empty_like(y)
-    chol = np.empty(chol_starts[-1])
+    chol = np.zeros(chol_starts[-1])  # factors fill the lower triangles; the upper ones stay 0
     params = np.empty((n.size, 3))
     with threadpool_limits(limits=1, user_api="blas"):  # LAPACK on 125x125 matrices: threads only cost
         if time_scale is None:
             _fit_all(t, w, y, v, pstarts, 1.0 / wavelength_scale, np.log(TIME_SCALE_BOUNDS_D),
-                     np.log(np.asarray(TIME_SCALE_START_D)), alpha, chol, chol_starts, params)
+                     np.log(np.asarray(TIME_SCALE_START_D)), alpha, chol, chol_starts, params, _dpotrf())
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
                 log_lt = np.log(np.asarray(time_scale, dtype=np.float64))
                 log_amp = np.log(np.asarray(amplitude, dtype=np.float64) / scale)
             _factor_all(t, w, y, v, pstarts, 1.0 / wavelength_scale, log_lt, log_amp, alpha, chol, chol_starts,
-                        params)
+                        params, _dpotrf())
     return GPFit(
         starts=pstarts, time=t, wavelength=w, alpha=alpha, chol=chol, chol_starts=chol_starts,
         background=background, scale=scale, time_scale=params[:, 0], amplitude=params[:, 1] * scale,
@@ -189,6 +194,17 @@ def predict(
              return_std, mean, std)
     mean = mean * gp.scale[obj] + gp.background[obj, band]
     return mean, std * gp.scale[obj]
+
+
+@functools.lru_cache(maxsize=1)
+def _dpotrf():
+    """LAPACK's Cholesky (scipy's dpotrf), as a function the compiled code calls in place.
+
+    Passed as an argument (not a global) so that numba can cache the functions that call it. In place and
+    without numpy's copies it takes about half the time of ``np.linalg.cholesky`` on a 125 x 125 matrix.
+    """
+    address = get_cython_function_address("scipy.linalg.cython_lapack", "dpotrf")
+    return ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 5)(address)
 
 
 # --- compiled parts -----------------------------------------------------------------------------------
@@ -281,20 +297,24 @@ def _correlation(t, w, log_lt, inv_lw, C):
 
 
 @numba.njit(cache=True)
-def _loglik(C, y, v, log_amp, alpha):
+def _loglik(C, y, v, log_amp, alpha, K, potrf, ints):
     """Log marginal likelihood of amplitude ``exp(log_amp)`` given the correlation ``C``.
 
-    Returns it with the lower Cholesky factor of K (LAPACK); ``alpha`` receives ``K^-1 y``.
+    ``K`` (n x n, preallocated) receives the kernel matrix and then, in its lower triangle, its Cholesky factor
+    (LAPACK's dpotrf, called in place: ``potrf`` is its address, ``ints`` = [ord('U'), n, info]);
+    ``alpha`` receives ``K^-1 y``. Returns -inf where K is not positive definite (never the maximum).
     """
     n = y.size
     amp2 = math.exp(2.0 * log_amp)
-    K = C * amp2
     for i in range(n):
+        for j in range(i + 1):
+            K[i, j] = C[i, j] * amp2
         K[i, i] += amp2 * JITTER + v[i]
-    try:
-        L = np.linalg.cholesky(K)
-    except Exception:  # not positive definite at these hyperparameters: never the maximum
-        return -np.inf, K
+    ints[1] = n
+    potrf(ints[0:].ctypes, ints[1:].ctypes, K.ctypes, ints[1:].ctypes, ints[2:].ctypes)
+    if ints[2] != 0:
+        return -np.inf
+    L = K
     logdet = 0.0
     quad = 0.0
     for i in range(n):
@@ -309,17 +329,18 @@ def _loglik(C, y, v, log_amp, alpha):
         for q in range(i + 1, n):
             s -= L[q, i] * alpha[q]
         alpha[i] = s / L[i, i]
-    return -0.5 * quad - logdet - 0.5 * n * math.log(2.0 * math.pi), L
+    return -0.5 * quad - logdet - 0.5 * n * math.log(2.0 * math.pi)
 
 
 @numba.njit(cache=True)
-def _fit_one(t, w, y, v, inv_lw, log_bounds, log_starts, alpha):
+def _fit_one(t, w, y, v, inv_lw, log_bounds, log_starts, alpha, K, potrf, ints):
     """Maximise the marginal likelihood over (log amplitude, log time scale).
 
     A coarse grid over the time scale at two amplitudes, then :data:`NEWTON_STEPS` Newton steps on a
     quadratic model of the log likelihood fitted to 5 nearby points (a long step up the gradient where the
     model is not concave; the best point seen wins). Correlation matrices are shared by the points that
-    differ only in amplitude. Returns (log amplitude, log time scale, log likelihood, Cholesky factor).
+    differ only in amplitude. Returns (log amplitude, log time scale, log likelihood); ``K`` holds the
+    Cholesky factor at those.
     """
     n = t.size
     power = 0.0
@@ -332,7 +353,7 @@ def _fit_one(t, w, y, v, inv_lw, log_bounds, log_starts, alpha):
     for s in log_starts:
         _correlation(t, w, s, inv_lw, C)
         for du in (0.0, START_AMPLITUDE_STEP):
-            ll, _ = _loglik(C, y, v, u0 + du, alpha)
+            ll = _loglik(C, y, v, u0 + du, alpha, K, potrf, ints)
             if ll > best:
                 best, lt, u = ll, s, u0 + du
     h = NEWTON_PROBE
@@ -340,13 +361,13 @@ def _fit_one(t, w, y, v, inv_lw, log_bounds, log_starts, alpha):
         lt_lo = max(lt - h, log_bounds[0])
         lt_hi = min(lt + h, log_bounds[1])
         _correlation(t, w, lt, inv_lw, C)
-        f_up, _ = _loglik(C, y, v, u + h, alpha)
-        f_um, _ = _loglik(C, y, v, u - h, alpha)
+        f_up = _loglik(C, y, v, u + h, alpha, K, potrf, ints)
+        f_um = _loglik(C, y, v, u - h, alpha, K, potrf, ints)
         _correlation(t, w, lt_hi, inv_lw, C_hi)
-        f_lp, _ = _loglik(C_hi, y, v, u, alpha)
-        f_pp, _ = _loglik(C_hi, y, v, u + h, alpha)
+        f_lp = _loglik(C_hi, y, v, u, alpha, K, potrf, ints)
+        f_pp = _loglik(C_hi, y, v, u + h, alpha, K, potrf, ints)
         _correlation(t, w, lt_lo, inv_lw, C)
-        f_lm, _ = _loglik(C, y, v, u, alpha)
+        f_lm = _loglik(C, y, v, u, alpha, K, potrf, ints)
         cand_u, cand_l, cand_f = u, lt, best
         for pu, pl, pf in ((u + h, lt, f_up), (u - h, lt, f_um), (u, lt_hi, f_lp), (u, lt_lo, f_lm),
                            (u + h, lt_hi, f_pp)):
@@ -380,19 +401,38 @@ def _fit_one(t, w, y, v, inv_lw, log_bounds, log_starts, alpha):
             if norm > 0:
                 nl = min(max(lt + dl, log_bounds[0]), log_bounds[1])
                 _correlation(t, w, nl, inv_lw, C)
-                fn, _ = _loglik(C, y, v, u + du, alpha)
+                fn = _loglik(C, y, v, u + du, alpha, K, potrf, ints)
                 if fn > cand_f:
                     cand_u, cand_l, cand_f = u + du, nl, fn
         if cand_f - best < NEWTON_TOL:
             h *= 0.5
         u, lt, best = cand_u, cand_l, cand_f
+    # the likelihood of bright objects peaks sharply in amplitude: Newton steps in amplitude alone, C kept
     _correlation(t, w, lt, inv_lw, C)
-    best, L = _loglik(C, y, v, u, alpha)
-    return u, lt, best, L
+    h = AMPLITUDE_PROBE
+    for _ in range(AMPLITUDE_STEPS):
+        f_p = _loglik(C, y, v, u + h, alpha, K, potrf, ints)
+        f_m = _loglik(C, y, v, u - h, alpha, K, potrf, ints)
+        cand_u, cand_f = u, best
+        if f_p > cand_f:
+            cand_u, cand_f = u + h, f_p
+        if f_m > cand_f:
+            cand_u, cand_f = u - h, f_m
+        curv = (f_p - 2 * best + f_m) / (h * h)
+        if curv < 0 and np.isfinite(curv):
+            du = min(max(-(f_p - f_m) / (2 * h) / curv, -NEWTON_MAX_STEP), NEWTON_MAX_STEP)
+            fn = _loglik(C, y, v, u + du, alpha, K, potrf, ints)
+            if fn > cand_f:
+                cand_u, cand_f = u + du, fn
+        u, best = cand_u, cand_f
+        h *= 0.5
+    best = _loglik(C, y, v, u, alpha, K, potrf, ints)
+    return u, lt, best
 
 
 @numba.njit(cache=True)
-def _fit_all(t, w, y, v, pstarts, inv_lw, log_bounds, log_starts, alpha, chol, chol_starts, params):
+def _fit_all(t, w, y, v, pstarts, inv_lw, log_bounds, log_starts, alpha, chol, chol_starts, params, potrf):
+    ints = np.array([ord("U"), 0, 0], dtype=np.int32)
     for o in range(pstarts.size - 1):
         a, b = pstarts[o], pstarts[o + 1]
         n = b - a
@@ -401,17 +441,18 @@ def _fit_all(t, w, y, v, pstarts, inv_lw, log_bounds, log_starts, alpha, chol, c
             params[o, 1] = np.nan
             params[o, 2] = np.nan
             continue
-        log_amp, log_lt, ll, L = _fit_one(t[a:b], w[a:b], y[a:b], v[a:b], inv_lw, log_bounds, log_starts,
-                                          alpha[a:b])
-        chol[chol_starts[o]:chol_starts[o + 1]] = L.ravel()
+        K = chol[chol_starts[o]:chol_starts[o + 1]].reshape((n, n))
+        log_amp, log_lt, ll = _fit_one(t[a:b], w[a:b], y[a:b], v[a:b], inv_lw, log_bounds, log_starts,
+                                       alpha[a:b], K, potrf, ints)
         params[o, 0] = math.exp(log_lt)
         params[o, 1] = math.exp(log_amp)
         params[o, 2] = ll
 
 
 @numba.njit(cache=True)
-def _factor_all(t, w, y, v, pstarts, inv_lw, log_lt, log_amp, alpha, chol, chol_starts, params):
+def _factor_all(t, w, y, v, pstarts, inv_lw, log_lt, log_amp, alpha, chol, chol_starts, params, potrf):
     """:func:`_fit_all` at given (log) hyperparameters: one factorisation per object, no search."""
+    ints = np.array([ord("U"), 0, 0], dtype=np.int32)
     for o in range(pstarts.size - 1):
         a, b = pstarts[o], pstarts[o + 1]
         n = b - a
@@ -422,8 +463,8 @@ def _factor_all(t, w, y, v, pstarts, inv_lw, log_lt, log_amp, alpha, chol, chol_
             continue
         C = np.empty((n, n))
         _correlation(t[a:b], w[a:b], log_lt[o], inv_lw, C)
-        ll, L = _loglik(C, y[a:b], v[a:b], log_amp[o], alpha[a:b])
-        chol[chol_starts[o]:chol_starts[o + 1]] = L.ravel()
+        K = chol[chol_starts[o]:chol_starts[o + 1]].reshape((n, n))
+        ll = _loglik(C, y[a:b], v[a:b], log_amp[o], alpha[a:b], K, potrf, ints)
         params[o, 0] = math.exp(log_lt[o])
         params[o, 1] = math.exp(log_amp[o])
         params[o, 2] = ll
