@@ -111,6 +111,24 @@ def featurize_part(task: PartTask) -> PartResult:
     return PartResult(task.index, len(lc), len(feats))
 
 
+def _build_chunk(task: tuple[str, pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
+    kind, lc, meta = task
+    return feature_builder(kind)(lc, meta)
+
+
+def _build_in_chunks(kind: str, lc: pd.DataFrame, meta: pd.DataFrame, workers: int) -> pd.DataFrame:
+    """Features of ``lc`` on ``workers`` processes, in chunks of whole objects (the same as in one piece)."""
+    ids = lc[survey.OBJECT_ID].to_numpy()
+    if workers <= 1 or not idsets.is_sorted(ids):
+        return feature_builder(kind)(lc, meta)
+    starts = idsets.run_starts(ids)
+    cuts = [int(c) for c in starts[np.linspace(0, starts.size, 4 * workers + 1).astype(int)[1:-1]]]
+    bounds = list(zip([0, *cuts], [*cuts, ids.size], strict=True))
+    tasks = [(kind, lc.iloc[a:b], meta) for a, b in bounds if b > a]
+    parts = list(parallel.map_unordered(_build_chunk, tasks, workers))
+    return pd.concat(parts).sort_index(kind="stable")
+
+
 # --- training ------------------------------------------------------------------------------
 def build_train(config: Config, force: bool = False, kind: str = "aggregate") -> Path:
     """Write ``config.features_path('train', kind)``: features + ``target`` of every training object."""
@@ -122,7 +140,7 @@ def build_train(config: Config, force: bool = False, kind: str = "aggregate") ->
     meta = data.read_metadata(config.train_metadata, require_target=True)
     data.labels(meta, config.train_metadata)
     lc = lightcurves.read_lightcurves(config.train_lightcurves)
-    feats = feature_builder(kind)(lc, meta)
+    feats = _build_in_chunks(kind, lc, meta, config.workers)
     meta_ids = meta[survey.OBJECT_ID].to_numpy()
     data.compare_ids(feats.index.to_numpy(), meta_ids, config.train_lightcurves, config.train_metadata, "train")
     target = meta.set_index(survey.OBJECT_ID)[survey.TARGET]

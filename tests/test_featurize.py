@@ -270,3 +270,9 @@ def test_gp_feature_set_in_parts_equals_whole_and_resumes(comp, tmp_path):
     train = featurize.load_train_features(serial, ("aggregate", "gp"))
     assert survey.TARGET in train and "gp_time_scale" in train
     assert "flux_mean" in train and train.columns.is_unique
+
+
+def test_train_features_on_two_workers_equal_one(comp, tmp_path):
+    one = pd.read_parquet(featurize.build_train(_config(comp, tmp_path / "one")))
+    two = pd.read_parquet(featurize.build_train(_config(comp, tmp_path / "two", workers=2)))
+    pd.testing.assert_frame_equal(two, one, check_exact=True)
