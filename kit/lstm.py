@@ -28,7 +28,7 @@ from kit.class99 import mask_by_group, wrong_group_rows
 from kit.config import Config
 from kit.errors import InputError
 from kit.files import atomic_dir, read_json, save_proba, write_json
-from kit.sequences import SCALE_FEATURE, Sequences, iter_batches, load_sequences, mixed_batches
+from kit.sequences import PAD_QUANTUM, SCALE_FEATURE, Sequences, iter_batches, load_sequences, mixed_batches
 
 log = logging.getLogger(__name__)
 MODEL = NAME = "lstm"
@@ -76,38 +76,46 @@ def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
 def _training_dataset(seqs, pos, agg, onehot, weights, settings, seed):
     """Mixed batches (:func:`kit.sequences.mixed_batches`) as a Keras PyDataset (any backend); new ones each epoch.
 
-    Keras takes the input signature of the whole fit from the first two batches: the shortest and the longest
-    batch go first, so that the step axis is left open whenever the batches differ in length (a signature fixed
-    by two batches of one length fails on the first batch of another, and compiled one function per length).
+    Keras takes the input signature of the whole fit from the first two batches of the order the dataset has when
+    fit starts, then reshuffles (``on_epoch_end``) before the first epoch. The narrowest and the widest batch go
+    first, so the step axis is left open whenever the batches differ in width. When they all have one width
+    (random batches: nearly every one holds a long object) the signature is fixed at that width, which is the
+    widest any batch can have: every batch of every later shuffle is then padded to it, never narrower.
     """
     from kit.lstm_model import keras
 
     lengths = np.minimum(seqs.lengths[pos], settings.max_len)
 
-    class BucketedBatches(keras.utils.PyDataset):
+    class MixedBatches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
             self.epoch = 0
-            self.on_epoch_end()
+            self.width = None
+            widths = self.on_epoch_end()
+            if len(set(widths)) == 1:
+                self.width = widths[0]
 
         def on_epoch_end(self):
             rng = np.random.default_rng([seed, self.epoch])
             self.epoch += 1
             batches = mixed_batches(lengths, settings.batch_size, rng, settings.max_len,
                                     settings.length_buckets, settings.bucket_mix)
-            longest = [int(lengths[b].max()) for b in batches]
-            first = list(dict.fromkeys([int(np.argmin(longest)), int(np.argmax(longest))]))
-            self.batches = [batches[i] for i in first] + [b for i, b in enumerate(batches) if i not in first]
+            # the padded widths (Sequences.pad rounds up to PAD_QUANTUM)
+            widths = [min(-(-int(lengths[b].max()) // PAD_QUANTUM) * PAD_QUANTUM, settings.max_len) for b in batches]
+            first = list(dict.fromkeys([int(np.argmin(widths)), int(np.argmax(widths))]))
+            order = first + [i for i in range(len(batches)) if i not in first]
+            self.batches = [batches[i] for i in order]
+            return [widths[i] for i in order]
 
         def __len__(self):
             return len(self.batches)
 
         def __getitem__(self, i):
             batch = self.batches[i]
-            x, _ = seqs.pad(pos[batch], settings.max_len)
+            x, _ = seqs.pad(pos[batch], settings.max_len, length=self.width)
             return {"seq": network_steps(x), "agg": agg[batch]}, onehot[batch], weights[batch].astype(np.float32)
 
-    return BucketedBatches()
+    return MixedBatches()
 
 
 def _monitor(val_loss, patience: int):

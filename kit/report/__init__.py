@@ -226,7 +226,7 @@ def _section_learning(page, config: Config) -> None:
                         "Dashed: training; solid: validation.")
             shown += 1
     if not shown:
-        page.note(f"no score.json with a per-epoch history under {config.models_dir}")
+        page.note(f"no per-epoch history in the score.json of any model under {config.models_dir}")
 
 
 def _section_settings(page, config: Config) -> None:
