@@ -20,7 +20,7 @@ WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 SIM_TRAIN ?= 2000
 SIM_TEST ?= 10000
 SEED ?= 42
-MODEL ?= $(if $(wildcard $(MODELS)/lstm/oof.parquet),blend,lgbm)
+MODEL ?= $(if $(filter-out lgbm prior,$(TRAINED)),blend,lgbm)
 LSTM_ARGS ?=
 # LightGBM: feature sets (aggregate, gp) and whether it trains on the redshift-augmented copies (1) or not (0).
 LGBM_FEATURES ?= aggregate,gp
@@ -62,6 +62,7 @@ STANDIN := KAGGLE_CONFIG_DIR=$(abspath $(DEMO_STATE))/config KIT_KAGGLE_ENDPOINT
 help: ## list the targets
 	@echo "PLAsTiCC-2018 kit. Settings: DATA=$(DATA) MODEL=$(MODEL) WORKERS=$(WORKERS) SCHEDULER=$(SCHEDULER)"
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-15s %s\n", $$1, $$2}'
+	@echo "  train-<model>   train any model of the registry (kit/models/__init__.py), e.g. make train-prior"
 
 $(STAMP): requirements.txt
 	rm -f $(VENV)/.installed-*
@@ -112,6 +113,12 @@ augment: $(BUILD)/features_augment.parquet ## redshift-augmented training copies
 sequences: $(BUILD)/sequences_train/.done ## ragged passband sequences of train and test for the LSTM
 
 # --- models ----------------------------------------------------------------------------------------
+# Every model of the registry (kit/models/__init__.py) trains with `kit train-<name>` into models/<name>/oof.parquet
+# and predicts with `kit predict --model <name>` into models/<name>/test.parquet (the pattern rules below). A model
+# reads the aggregate features unless <name>_TRAIN / <name>_TEST name its inputs; <name>_ARGS are its options.
+TRAINED = $(filter-out blend,$(patsubst $(MODELS)/%/oof.parquet,%,$(wildcard $(MODELS)/*/oof.parquet)))
+train_inputs = $(or $($(1)_TRAIN),$(BUILD)/features_train.parquet)
+test_inputs = $(or $($(1)_TEST),$(BUILD)/features_test.parquet)
 # Models fetched by `make kernel-output` carry a kernel.json: they are authoritative, so their files have
 # no local prerequisites and make never retrains or repredicts them from local features or sequences.
 # Remove models/<name>/<model>/kernel.json to train that model locally again.
@@ -125,33 +132,39 @@ $(MODELS)/folds.csv: $(call src,training_set_metadata.csv) | $(STAMP)
 feature_files = $(BUILD)/features_$(1).parquet $(if $(findstring gp,$(LGBM_FEATURES)),$(BUILD)/gp_features_$(1).parquet)
 LGBM_TRAIN_FILES := $(call feature_files,train) $(if $(filter 1,$(AUGMENT)),$(call feature_files,augment))
 
-$(MODELS)/lgbm/oof.parquet: $(call unless_kernel,lgbm,$(LGBM_TRAIN_FILES) $(MODELS)/folds.csv)
-	$(KIT) train-lgbm $(ARGS) --features $(LGBM_FEATURES) $(if $(filter 1,$(AUGMENT)),--augmented)
+lgbm_TRAIN = $(LGBM_TRAIN_FILES)
+lgbm_TEST = $(call feature_files,test)
+lgbm_ARGS = --features $(LGBM_FEATURES) $(if $(filter 1,$(AUGMENT)),--augmented)
+lstm_TRAIN = $(BUILD)/sequences_train/.done $(BUILD)/features_train.parquet
+lstm_TEST = $(BUILD)/sequences_test/.done $(BUILD)/features_test.parquet
+lstm_ARGS = $(LSTM_ARGS)
+prior_TRAIN = $(call src,training_set_metadata.csv)
 
-$(MODELS)/lgbm/test.parquet: $(call unless_kernel,lgbm,$(MODELS)/lgbm/oof.parquet $(call feature_files,test))
-	$(KIT) predict $(ARGS) --model lgbm
+.SECONDEXPANSION:
+$(MODELS)/%/oof.parquet: $$(call unless_kernel,$$*,$$(call train_inputs,$$*) $(MODELS)/folds.csv)
+	$(KIT) train-$* $(ARGS) $($*_ARGS)
 
-$(MODELS)/lstm/oof.parquet: $(call unless_kernel,lstm,$(BUILD)/sequences_train/.done $(BUILD)/features_train.parquet \
-		$(MODELS)/folds.csv)
-	$(KIT) train-lstm $(ARGS) $(LSTM_ARGS)
+$(MODELS)/%/test.parquet: $$(call unless_kernel,$$*,$(MODELS)/$$*/oof.parquet $$(call test_inputs,$$*))
+	$(KIT) predict $(ARGS) --model $*
 
-$(MODELS)/lstm/test.parquet: $(call unless_kernel,lstm,$(MODELS)/lstm/oof.parquet $(BUILD)/sequences_test/.done \
-		$(BUILD)/features_test.parquet)
-	$(KIT) predict $(ARGS) --model lstm
-
+# the class prior predicts without training
 $(MODELS)/prior/test.parquet: $(TRAIN_FILES) $(call src,test_set_metadata.csv) | $(STAMP)
 	$(KIT) predict $(ARGS) --model prior
 
-$(MODELS)/blend/test.parquet: $(MODELS)/lgbm/test.parquet $(MODELS)/lstm/test.parquet
-	$(KIT) blend $(ARGS)
+# The blend: LightGBM, the LSTM and every other trained model (BLEND_MODELS= to choose).
+BLEND_MODELS ?= lgbm lstm $(filter-out lgbm lstm,$(TRAINED))
+$(MODELS)/blend/test.parquet: $(foreach m,$(BLEND_MODELS),$(MODELS)/$(m)/test.parquet)
+	$(KIT) blend $(ARGS) --models $(BLEND_MODELS)
 
 .PHONY: folds train-lgbm train-lstm predict blend
 folds: $(MODELS)/folds.csv ## the stratified fold assignment every model shares
 train-lgbm: $(MODELS)/lgbm/oof.parquet ## train LightGBM (5 folds, OOF score; LGBM_FEATURES=, AUGMENT=0|1)
 train-lstm: $(MODELS)/lstm/oof.parquet ## train the Keras LSTM-plus-features network (LSTM_ARGS=)
-predict: $(MODELS)/lgbm/test.parquet ## predict the test set with LightGBM (and the LSTM if trained)
-	$(if $(wildcard $(MODELS)/lstm/oof.parquet),$(MAKE) $(MODELS)/lstm/test.parquet)
-blend: $(MODELS)/blend/test.parquet ## blend LightGBM and LSTM with weights fitted on OOF
+train-%: $(MODELS)/%/oof.parquet
+	@:
+predict: $(MODELS)/lgbm/test.parquet ## predict the test set with LightGBM and every other trained model
+	$(if $(filter-out lgbm,$(TRAINED)),$(MAKE) $(patsubst %,$(MODELS)/%/test.parquet,$(filter-out lgbm,$(TRAINED))))
+blend: $(MODELS)/blend/test.parquet ## blend LightGBM, the LSTM and any other trained model (BLEND_MODELS=)
 
 # --- submission --------------------------------------------------------------------------------------
 $(SUBMISSION): $(MODELS)/$(MODEL)/test.parquet $(call src,test_set_metadata.csv)
@@ -172,9 +185,8 @@ score: $(CHECKED_DEPS) ## score the submission (or FILE=path) against the truth 
 .PRECIOUS: $(BUILD)/features_train.parquet $(BUILD)/features_test.parquet $(BUILD)/sequences_train/.done \
 	$(BUILD)/gp_features_train.parquet $(BUILD)/gp_features_test.parquet $(BUILD)/features_augment.parquet \
 	$(BUILD)/gp_features_augment.parquet \
-	$(BUILD)/sequences_test/.done $(MODELS)/folds.csv $(MODELS)/lgbm/oof.parquet $(MODELS)/lgbm/test.parquet \
-	$(MODELS)/lstm/oof.parquet $(MODELS)/lstm/test.parquet $(MODELS)/prior/test.parquet \
-	$(MODELS)/blend/test.parquet $(SUBMISSION) data/sim-%/test_set_metadata.csv data/sim-%/training_set.csv \
+	$(BUILD)/sequences_test/.done $(MODELS)/folds.csv $(MODELS)/%/oof.parquet $(MODELS)/%/test.parquet \
+	$(MODELS)/prior/test.parquet $(MODELS)/blend/test.parquet $(SUBMISSION) data/sim-%/test_set_metadata.csv data/sim-%/training_set.csv \
 	data/sim-%/test_set.csv data/sim-%/training_set_metadata.csv
 
 # --- Kaggle ----------------------------------------------------------------------------------------

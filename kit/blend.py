@@ -16,13 +16,13 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from kit import metric, survey
+from kit import models as registry
 from kit.config import Config
 from kit.errors import InputError
 from kit.files import load_proba, save_proba, write_json
 
 log = logging.getLogger(__name__)
 MODEL = "blend"
-MODELS: tuple[str, ...] = ("lgbm", "lstm")
 METHODS = ("arithmetic", "geometric")
 
 
@@ -95,8 +95,18 @@ def _aligned(path, ids: np.ndarray | None, name: str) -> tuple[np.ndarray, np.nd
 
 
 def blend(config: Config, models: list[str] | None = None) -> dict:
-    """Fit the blend on the OOF predictions of ``models`` (default: every trained one) and write its outputs."""
-    models = [m for m in (models or MODELS) if config.oof_path(m).exists()]
+    """Fit the blend on the OOF predictions of ``models`` and write its outputs.
+
+    ``models`` default to every registered model with OOF predictions (:func:`kit.models.trained`); named ones
+    without OOF predictions are an error.
+    """
+    if models:
+        models = registry.check(models, "blend")
+        untrained = [m for m in models if not config.oof_path(m).exists()]
+        if untrained:
+            raise InputError(f"{config.oof_path(untrained[0])}: no OOF predictions of {untrained[0]}; "
+                             f"train it first (make train-{untrained[0]}).")
+    models = models or registry.trained(config)
     if not models:
         raise InputError(f"no OOF predictions under {config.models_dir}: train a model first (make train-lgbm).")
     oofs, tests = {}, {}
@@ -129,8 +139,8 @@ def blend(config: Config, models: list[str] | None = None) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=None,
-                        help="models to blend (default: every one with OOF predictions)")
+    parser.add_argument("--models", nargs="+", choices=registry.names(), default=None,
+                        help="models to blend (default: every registered one with OOF predictions)")
 
 
 def run(args: argparse.Namespace, config: Config) -> int:

@@ -51,6 +51,16 @@ def mask_by_group(proba: np.ndarray, galactic: np.ndarray) -> np.ndarray:
         return np.where(total > 0, p / total, uniform)
 
 
+def wrong_group_rows(proba: np.ndarray, galactic: np.ndarray) -> np.ndarray:
+    """(n,) bool: rows with no probability on the classes their group allows.
+
+    :func:`mask_by_group` makes these rows uniform over the allowed classes: the model put all its mass on the
+    other group, a sign of inputs it has not seen (the callers count and report them).
+    """
+    p, g = _check(proba, galactic)
+    return ~(np.where(survey.allowed_classes_mask(g), np.clip(p, 0.0, None), 0.0).sum(axis=1) > 0)
+
+
 def add_class99(
     proba: np.ndarray, galactic: np.ndarray, scale_galactic: float, scale_extragalactic: float
 ) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""`python -m kit <command>`: one command per pipeline stage.
+"""`python -m kit <command>`: one command per pipeline stage (and a train-<name> per registered model).
 
 Each command lives in its own module, which defines::
 
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from kit.config import Config
 from kit.errors import KitError
+from kit.models import REGISTRY
 
 # name -> (module, one line of help). In pipeline order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -33,8 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sequences": ("kit.sequences", "ragged passband sequences for the LSTM"),
     "augment": ("kit.augment", "redshift-augmented copies of the training objects, with their features"),
     "folds": ("kit.folds", "the stratified fold assignment every model shares"),
-    "train-lgbm": ("kit.lgbm", "train the LightGBM baseline (OOF predictions, fold models)"),
-    "train-lstm": ("kit.lstm", "train the Keras LSTM-plus-features network"),
+    # one train-<name> command per registered model (kit/models/__init__.py)
+    **{f"train-{name}": (entry.module, entry.help) for name, entry in REGISTRY.items()},
     "predict": ("kit.predict", "predict the test set with a trained model"),
     "predict-stream": ("kit.predict_stream", "predict the test set chunk by chunk from its light curves (kernels)"),
     "blend": ("kit.blend", "blend model predictions with weights fitted on OOF"),
@@ -57,7 +58,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 #: folders with the same name never share artefacts silently.
 DATA_STAGES: dict[str, tuple[str, ...]] = {
     "features": ("build",), "augment": ("build",), "sequences": ("build",), "folds": ("models",),
-    "train-lgbm": ("models",), "train-lstm": ("models",), "predict": ("models",), "blend": ("models",),
+    **{f"train-{name}": ("models",) for name in REGISTRY}, "predict": ("models",), "blend": ("models",),
     "submission": (), "report": (),
 }
 

@@ -23,13 +23,18 @@ import pandas as pd
 from kit import class99, data, metric, survey
 from kit.config import Config
 from kit.errors import InputError
-from kit.featurize import load_train_features
+from kit.featurize import MAKE_TARGET, load_train_features
 from kit.files import atomic_dir, read_json, save_proba, write_json
 from kit.folds import load_or_make_folds
 from kit.survey import PARENT_ID as PARENT
 
 log = logging.getLogger(__name__)
-MODEL = "lgbm"
+MODEL = NAME = "lgbm"
+NEEDS_SEQUENCES = False
+#: Training options of a kernel smoke run.
+SMOKE_ARGS = ["--max-rounds", "50"]
+#: Test objects per streamed batch of :func:`predict_test`.
+BATCH_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -216,6 +221,67 @@ def feature_sets(config: Config) -> tuple[str, ...]:
 def predict_proba(boosters: list[lgb.Booster], x: np.ndarray) -> np.ndarray:
     """Mean of the fold models' probabilities, (n, 14)."""
     return np.mean([b.predict(x) for b in boosters], axis=0)
+
+
+def predict_test(config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Stream the test features (every feature set the model used) through the fold models; mask by group, save."""
+    import pyarrow.parquet as pq
+    from tqdm import tqdm
+
+    boosters, columns = load_models(config)
+    kinds = feature_sets(config)
+    files, wanted = [], []
+    for i, kind in enumerate(kinds):
+        path = config.features_path("test", kind)
+        if not path.exists():
+            raise InputError(f"{path}: {kind} test features not built yet. Run `make {MAKE_TARGET[kind]}` first.")
+        table = pq.ParquetFile(path)
+        names = set(table.schema_arrow.names)
+        own = [c for c in columns if c in names and not any(c in w for w in wanted)]
+        if i == 0:
+            own = list(dict.fromkeys([survey.OBJECT_ID, "hostgal_photoz", *own]))
+        files.append((path, table, own))
+        wanted.append(set(own))
+    missing = [c for c in columns if not any(c in w for w in wanted)]
+    if missing:
+        raise InputError(f"test features lack the model's columns {missing[:5]}; rerun make features / gp-features.")
+    ids, probas = [], []
+    n_rows = files[0][1].metadata.num_rows
+    for path, table, _ in files[1:]:
+        if table.metadata.num_rows != n_rows:
+            raise InputError(f"{path}: {table.metadata.num_rows} objects, {files[0][0]} has {n_rows}: rebuild it.")
+    batches = zip(*(t.iter_batches(batch_size=BATCH_ROWS, columns=own + ([survey.OBJECT_ID] if j else []))
+                    for j, (_, t, own) in enumerate(files)), strict=True)
+    with tqdm(total=n_rows, desc="predict lgbm", unit="obj", unit_scale=True) as bar:
+        for parts in batches:
+            frames = [b.to_pandas() for b in parts]
+            frame = frames[0]
+            for (path, _, own), other in zip(files[1:], frames[1:], strict=True):
+                if not np.array_equal(other[survey.OBJECT_ID].to_numpy(), frame[survey.OBJECT_ID].to_numpy()):
+                    raise InputError(f"{path}: objects in another order than {files[0][0]}: rebuild it.")
+                frame = frame.join(other[own])
+            proba = predict_proba(boosters, frame[columns].to_numpy(np.float32))
+            probas.append(class99.mask_by_group(proba, survey.is_galactic(frame["hostgal_photoz"].to_numpy())))
+            ids.append(frame[survey.OBJECT_ID].to_numpy())
+            bar.update(len(frame))
+    ids_all, proba = np.concatenate(ids), np.concatenate(probas)
+    save_proba(config.test_pred_path(MODEL), ids_all, proba)
+    return ids_all, proba
+
+
+class Predictor:
+    """Streamed test chunks: the aggregate features through the fold models, mean probabilities out."""
+
+    def __init__(self, config: Config) -> None:
+        self.boosters, self.columns = load_models(config)
+
+    def predict(self, chunk) -> np.ndarray:
+        missing = [c for c in self.columns if c not in chunk.features]
+        if missing:
+            raise InputError(f"LightGBM was trained on columns {missing[:5]} that the streamed features do not "
+                             "make (they hold the aggregate set only); retrain it (make train-lgbm "
+                             "LGBM_FEATURES=aggregate AUGMENT=0)")
+        return predict_proba(self.boosters, chunk.features[self.columns].to_numpy(np.float32))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

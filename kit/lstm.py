@@ -1,11 +1,15 @@
 """Train the LSTM-plus-features network on the shared folds; predict the test set with the fold models.
 
-Artefacts in ``config.model_dir("lstm")``: ``fold{k}.keras``, ``scaler.json`` (aggregate-feature mean/std
-and column order), ``settings.json``, ``oof.parquet``, ``score.json``, ``test.parquet``
-(and ``inference_bench.json`` after ``train-lstm --bench-inference``).
+Artefacts in ``config.model_dir("lstm")``: ``fold{k}.keras`` with its ``scaler_fold{k}.json`` (the bounded
+aggregate scaling, fitted on that fold's training part only), ``settings.json``, ``oof.parquet``, ``score.json``,
+``test.parquet`` (and ``inference_bench.json`` after ``train-lstm --bench-inference``).
 
 The loss is categorical cross-entropy weighted by :func:`kit.metric.sample_weights`, so the training loss
 is the competition metric of the training fold; early stopping watches the metric on the validation fold.
+Training batches mix the objects (:func:`kit.sequences.mixed_batches`) and, once a fold is trained, every
+batch-normalisation layer gets the exact statistics of its inputs over the training part
+(:func:`recalibrate_batch_norm`). Rows whose probability falls entirely on the other galactic group (made
+uniform by the group mask) are counted in ``score.json`` (``wrong_group_rows``) and logged.
 """
 
 from __future__ import annotations
@@ -20,14 +24,17 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from kit import data, metric, survey
-from kit.class99 import mask_by_group
+from kit.class99 import mask_by_group, wrong_group_rows
 from kit.config import Config
 from kit.errors import InputError
 from kit.files import atomic_dir, read_json, save_proba, write_json
-from kit.sequences import SCALE_FEATURE, Sequences, iter_batches, length_batches, load_sequences
+from kit.sequences import PAD_QUANTUM, SCALE_FEATURE, Sequences, iter_batches, load_sequences, mixed_batches
 
 log = logging.getLogger(__name__)
-MODEL = "lstm"
+MODEL = NAME = "lstm"
+NEEDS_SEQUENCES = True
+#: Training options of a kernel smoke run: small, one fold, two epochs.
+SMOKE_ARGS = ["--preset", "demo", "--epochs", "2", "--patience", "2", "--max-folds", "1"]
 PREDICT_BLOCK = 100_000  # test objects per block of the streamed prediction
 
 
@@ -36,16 +43,25 @@ def aggregate_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in (survey.OBJECT_ID, survey.TARGET, SCALE_FEATURE)] + [SCALE_FEATURE]
 
 
+def network_steps(x: np.ndarray) -> np.ndarray:
+    """Padded step features as the network sees them, bounded: ``flux_err / s`` (large for faint objects) as
+    ln(1 + .); the others are bounded already (log1p of days, flux / s in [-1, 1], flags). Zero steps stay zero.
+    """
+    x[..., 2] = np.log1p(np.maximum(x[..., 2], 0.0))
+    return x
+
+
 def predict_proba(model, seqs: Sequences, pos: np.ndarray, agg: np.ndarray, batch_size: int, max_len: int):
     """Softmax of ``model`` over objects ``pos`` of ``seqs`` (aggregates ``agg``, same order).
 
-    ``model`` is one fold model or the mean of all (:class:`kit.lstm_model.FoldMean`). Every batch is padded to
+    ``model`` is one fold model or the mean of all (:class:`kit.lstm_model.FoldMean`; ``agg`` then
+    (n, folds, n_aggregates), each fold's own scaling). Every batch is padded to
     ``batch_size`` rows (the steps are already padded to a multiple of ``PAD_QUANTUM``), so the compiled
     predict function sees one batch size and traces at most twice: once, then once with the steps relaxed.
     """
     out = np.zeros((len(pos), len(survey.CLASSES)), np.float64)
     for batch, x, _ in iter_batches(seqs, pos, batch_size, max_len):
-        inputs = {"seq": _pad_rows(x, batch_size), "agg": _pad_rows(agg[batch], batch_size)}
+        inputs = {"seq": _pad_rows(network_steps(x), batch_size), "agg": _pad_rows(agg[batch], batch_size)}
         out[batch] = np.asarray(model.predict_on_batch(inputs), np.float64)[: len(batch)]
     return out
 
@@ -58,39 +74,48 @@ def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
 
 
 def _training_dataset(seqs, pos, agg, onehot, weights, settings, seed):
-    """Bucketed, shuffled batches as a Keras PyDataset (any backend); a new shuffle each epoch.
+    """Mixed batches (:func:`kit.sequences.mixed_batches`) as a Keras PyDataset (any backend); new ones each epoch.
 
-    Keras takes the input signature of the whole fit from the first two batches: the shortest and the longest
-    batch go first, so that the step axis is left open whenever the batches differ in length (a signature fixed
-    by two batches of one length fails on the first batch of another, and compiled one function per length).
+    Keras takes the input signature of the whole fit from the first two batches of the order the dataset has when
+    fit starts, then reshuffles (``on_epoch_end``) before the first epoch. The narrowest and the widest batch go
+    first, so the step axis is left open whenever the batches differ in width. When they all have one width
+    (random batches: nearly every one holds a long object) the signature is fixed at that width, which is the
+    widest any batch can have: every batch of every later shuffle is then padded to it, never narrower.
     """
     from kit.lstm_model import keras
 
     lengths = np.minimum(seqs.lengths[pos], settings.max_len)
 
-    class BucketedBatches(keras.utils.PyDataset):
+    class MixedBatches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
             self.epoch = 0
-            self.on_epoch_end()
+            self.width = None
+            widths = self.on_epoch_end()
+            if len(set(widths)) == 1:
+                self.width = widths[0]
 
         def on_epoch_end(self):
             rng = np.random.default_rng([seed, self.epoch])
             self.epoch += 1
-            batches = length_batches(lengths, settings.batch_size, settings.max_len, rng)
-            longest = [int(lengths[b].max()) for b in batches]
-            first = list(dict.fromkeys([int(np.argmin(longest)), int(np.argmax(longest))]))
-            self.batches = [batches[i] for i in first] + [b for i, b in enumerate(batches) if i not in first]
+            batches = mixed_batches(lengths, settings.batch_size, rng, settings.max_len,
+                                    settings.length_buckets, settings.bucket_mix)
+            # the padded widths (Sequences.pad rounds up to PAD_QUANTUM)
+            widths = [min(-(-int(lengths[b].max()) // PAD_QUANTUM) * PAD_QUANTUM, settings.max_len) for b in batches]
+            first = list(dict.fromkeys([int(np.argmin(widths)), int(np.argmax(widths))]))
+            order = first + [i for i in range(len(batches)) if i not in first]
+            self.batches = [batches[i] for i in order]
+            return [widths[i] for i in order]
 
         def __len__(self):
             return len(self.batches)
 
         def __getitem__(self, i):
             batch = self.batches[i]
-            x, _ = seqs.pad(pos[batch], settings.max_len)
-            return {"seq": x, "agg": agg[batch]}, onehot[batch], weights[batch].astype(np.float32)
+            x, _ = seqs.pad(pos[batch], settings.max_len, length=self.width)
+            return {"seq": network_steps(x), "agg": agg[batch]}, onehot[batch], weights[batch].astype(np.float32)
 
-    return BucketedBatches()
+    return MixedBatches()
 
 
 def _monitor(val_loss, patience: int):
@@ -129,15 +154,45 @@ def _monitor(val_loss, patience: int):
     return WeightedLossMonitor()
 
 
-def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
-    """Train one model per fold; save the fold models, scaler, OOF predictions and the score summary.
+def recalibrate_batch_norm(model, seqs: Sequences, pos: np.ndarray, agg: np.ndarray, batch_size: int,
+                           max_len: int) -> int:
+    """Give every batch-normalisation layer of ``model`` the exact statistics of its inputs over objects ``pos``.
 
+    The moving averages kept during training lag behind the weights and follow whatever batches came last; at
+    the end of training each layer's moving mean and (population) variance are set to those of its inputs over
+    the training objects, in inference mode (the mode they serve in), layer after layer in network order so each
+    sees the inputs the already recalibrated layers before it give. Returns the number of layers set.
+    """
+    from kit.lstm_model import keras
+
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not layers or not len(pos):
+        return 0
+    probe = keras.Model(model.input, [layer.input for layer in layers])
+    for i, layer in enumerate(layers):
+        total = squares = 0.0
+        for batch, x, _ in iter_batches(seqs, pos, batch_size, max_len):
+            inputs = {"seq": _pad_rows(network_steps(x), batch_size), "agg": _pad_rows(agg[batch], batch_size)}
+            h = np.asarray(probe.predict_on_batch(inputs)[i], np.float64)[: len(batch)]
+            total = total + h.sum(axis=0)
+            squares = squares + (h * h).sum(axis=0)
+        mean = total / len(pos)
+        layer.moving_mean.assign(mean.astype(np.float32))
+        layer.moving_variance.assign(np.maximum(squares / len(pos) - mean**2, 0.0).astype(np.float32))
+    return len(layers)
+
+
+def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
+    """Train one model per fold; save the fold models, their scalers, OOF predictions and the score summary.
+
+    Each fold's aggregate scaler is fitted on its training part only (the validation rows never shape it).
     The model directory is replaced whole at the end (:func:`kit.files.atomic_dir`): an interrupted re-training
     leaves the previous models untouched, never old and new folds side by side.
     """
+    from kit import lstm_model
     from kit.featurize import load_train_features
     from kit.folds import load_or_make_folds
-    from kit.lstm_model import LSTMSettings, Scaler, build_model, keras
+    from kit.lstm_model import LSTMSettings, Scaler, keras
 
     settings = settings or LSTMSettings()
     path = config.features_path("train")
@@ -149,8 +204,7 @@ def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
     y = data.labels(frame, path)
     folds = load_or_make_folds(config, ids, y)
     columns = aggregate_columns(frame)
-    scaler = Scaler.fit(frame[columns].to_numpy(np.float64), columns)
-    agg = scaler.transform(frame[columns].to_numpy(np.float64))
+    raw = frame[columns].to_numpy(np.float64)
     onehot = (y[:, None] == np.asarray(survey.CLASSES)[None, :]).astype(np.float32)
     galactic = survey.is_galactic(frame["hostgal_photoz"].to_numpy()) if "hostgal_photoz" in frame else None
 
@@ -159,16 +213,19 @@ def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
 
     n_folds = int(folds.max()) + 1 if max_folds is None else min(max_folds, int(folds.max()) + 1)
     oof = np.full((len(y), len(survey.CLASSES)), np.nan)
-    per_epoch, seconds, fold_scores = [], [], []
+    per_epoch, seconds, fold_scores, before_bn, wrong = [], [], [], [], 0
+    batch = settings.batch_size * 2
     with atomic_dir(config.model_dir(MODEL)) as out:
-        scaler.save(out / "scaler.json")
         for k in range(n_folds):
             tr, va = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+            scaler = Scaler.fit(raw[tr], columns)  # the training part only
+            scaler.save(out / f"scaler_fold{k}.json")
+            agg = scaler.transform(raw)
             keras.utils.set_random_seed(config.seed + k)
-            model = build_model(settings, len(columns))
+            model = lstm_model.build_model(settings, len(columns))
 
-            def val_loss(m, va=va):
-                p = predict_proba(m, seqs, pos[va], agg[va], settings.batch_size * 2, settings.max_len)
+            def val_loss(m, va=va, agg=agg):
+                p = predict_proba(m, seqs, pos[va], agg[va], batch, settings.max_len)
                 return metric.weighted_log_loss(y[va], masked(p, va))
 
             monitor = _monitor(val_loss, settings.patience)
@@ -177,21 +234,30 @@ def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
             weights = metric.sample_weights(y[tr])
             dataset = _training_dataset(seqs, pos[tr], agg[tr], onehot[tr], weights, settings, config.seed + k)
             model.fit(dataset, epochs=settings.epochs, callbacks=[monitor], verbose=0, shuffle=False)
-            p = predict_proba(model, seqs, pos[va], agg[va], settings.batch_size * 2, settings.max_len)
+            before_bn.append(float(min(monitor.history)) if monitor.history else float("nan"))
+            recalibrate_batch_norm(model, seqs, pos[tr], agg[tr], batch, settings.max_len)
+            p = predict_proba(model, seqs, pos[va], agg[va], batch, settings.max_len)
+            if galactic is not None:
+                wrong += int(wrong_group_rows(p, galactic[va]).sum())
             oof[va] = masked(p, va)
             fold_scores.append(metric.weighted_log_loss(y[va], oof[va]))
             per_epoch.append(monitor.history)
             seconds.extend(monitor.seconds)
-            log.info("lstm fold %d: best epoch %d, weighted log loss %.4f", k,
-                     int(np.argmin(monitor.history)) + 1, fold_scores[-1])
+            log.info("lstm fold %d: best epoch %d, weighted log loss %.4f (%.4f before the batch-norm statistics "
+                     "were recalibrated)", k, int(np.argmin(monitor.history)) + 1, fold_scores[-1], before_bn[-1])
             model.save(out / f"fold{k}.keras")
             keras.backend.clear_session()
 
         done = ~np.isnan(oof[:, 0])
+        if wrong:
+            log.warning("lstm: %d of %d OOF rows put all their probability on the other galactic group "
+                        "(made uniform by the group mask)", wrong, int(done.sum()))
         summary = {
             "model": MODEL,
             "oof": metric.weighted_log_loss(y[done], oof[done]),
             "folds": fold_scores,
+            "folds_before_bn_recalibration": before_bn,
+            "wrong_group_rows": {"oof": wrong},
             "per_epoch": per_epoch,
             "seconds_per_epoch": float(np.mean(seconds)),
             "n_aggregates": len(columns),
@@ -206,50 +272,99 @@ def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
     return summary
 
 
-def load_models(config: Config) -> tuple[list, object, dict]:
-    """The fold models, the scaler and the saved settings of a trained LSTM."""
+def load_models(config: Config) -> tuple[list, list, dict]:
+    """The fold models, each fold's aggregate scaler and the saved settings of a trained LSTM."""
     from kit.lstm_model import Scaler, keras
 
     out = config.model_dir(MODEL)
     if not (out / "settings.json").exists():
         raise InputError(f"{out}: no trained LSTM. Run `make train-lstm` first.")
     saved = read_json(out / "settings.json")
-    models = [keras.saving.load_model(out / f"fold{k}.keras") for k in range(saved["n_folds"])]
-    return models, Scaler.load(out / "scaler.json"), saved["settings"]
+    n = saved["n_folds"]
+    if not (out / "scaler_fold0.json").exists():
+        raise InputError(f"{out}: an LSTM of an older kit (one scaler for all folds); retrain it (make train-lstm).")
+    models = [keras.saving.load_model(out / f"fold{k}.keras") for k in range(n)]
+    return models, [Scaler.load(out / f"scaler_fold{k}.json") for k in range(n)], saved["settings"]
+
+
+def fold_aggregates(scalers: list, frame: pd.DataFrame, where: str) -> np.ndarray:
+    """(n, folds, n_aggregates): the frame's aggregates scaled by each fold's scaler (for :class:`FoldMean`)."""
+    columns = scalers[0].columns
+    missing = [c for c in columns if c not in frame]
+    if missing:
+        raise InputError(f"{where}: lacks columns {missing[:5]} the LSTM was trained on; rebuild the features "
+                         "(make features) or retrain the LSTM (make train-lstm).")
+    raw = frame[columns].to_numpy(np.float64)
+    return np.stack([s.transform(raw) for s in scalers], axis=1)
+
+
+def _count_wrong_group(config: Config, proba: np.ndarray, galactic: np.ndarray) -> int:
+    """Log and record in score.json the test rows with all their probability on the other group."""
+    n = int(wrong_group_rows(proba, galactic).sum())
+    if n:
+        log.warning("lstm: %d of %d test rows put all their probability on the other galactic group "
+                    "(made uniform by the group mask)", n, len(proba))
+    path = config.score_path(MODEL)
+    if path.exists():
+        score = read_json(path)
+        score["wrong_group_rows"] = {**score.get("wrong_group_rows", {}), "test": n}
+        write_json(path, score)
+    return n
 
 
 def predict_test(config: Config) -> tuple[np.ndarray, np.ndarray]:
     """Stream the test set through every fold model in length-bucketed batches; average, mask by group, save."""
     from kit.lstm_model import FoldMean
 
-    models, scaler, settings = load_models(config)
+    models, scalers, settings = load_models(config)
     model = FoldMean(models)
     seqs = load_sequences(config.sequences_dir("test"))
     path = config.features_path("test")
     if not path.exists():
         raise InputError(f"{path}: test features not built yet. Run `make features` first.")
     table = pq.ParquetFile(path)
-    wanted = [c for c in scaler.columns if c != SCALE_FEATURE]
+    wanted = [c for c in scalers[0].columns if c != SCALE_FEATURE]
     missing = [c for c in [survey.OBJECT_ID, "hostgal_photoz", *wanted] if c not in table.schema_arrow.names]
     if missing:
         raise InputError(f"{path}: lacks columns {missing[:5]} the LSTM was trained on; rerun `make features`.")
     read = list(dict.fromkeys([survey.OBJECT_ID, "hostgal_photoz", *wanted]))
-    ids, probas, done = [], [], 0
+    ids, raw, galactic, done = [], [], [], 0
     for block in table.iter_batches(batch_size=PREDICT_BLOCK, columns=read):
         frame = block.to_pandas()
         block_ids = frame[survey.OBJECT_ID].to_numpy()
         pos = seqs.positions(block_ids, str(config.sequences_dir("test")))
         frame[SCALE_FEATURE] = seqs.log_scale[pos]
-        agg = scaler.transform(frame[scaler.columns].to_numpy(np.float64))
-        p = predict_proba(model, seqs, pos, agg, 2 * settings["batch_size"], settings["max_len"])
-        probas.append(mask_by_group(p, survey.is_galactic(frame["hostgal_photoz"].to_numpy())))
+        agg = fold_aggregates(scalers, frame, str(path))
+        raw.append(predict_proba(model, seqs, pos, agg, 2 * settings["batch_size"], settings["max_len"]))
+        galactic.append(survey.is_galactic(frame["hostgal_photoz"].to_numpy()))
         ids.append(block_ids)
         done += len(block_ids)
         log.info("lstm: predicted %d of %d test objects", done, table.metadata.num_rows)
     ids_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-    proba = np.concatenate(probas) if probas else np.zeros((0, len(survey.CLASSES)))
+    raw_all = np.concatenate(raw) if raw else np.zeros((0, len(survey.CLASSES)))
+    galactic_all = np.concatenate(galactic) if galactic else np.zeros(0, bool)
+    _count_wrong_group(config, raw_all, galactic_all)
+    proba = mask_by_group(raw_all, galactic_all)
     save_proba(config.test_pred_path(MODEL), ids_all, proba)
     return ids_all, proba
+
+
+class Predictor:
+    """Streamed test chunks: sequences + each fold's scaled aggregates through the fold models, mean softmax."""
+
+    def __init__(self, config: Config) -> None:
+        from kit.lstm_model import FoldMean
+
+        models, self.scalers, self.settings = load_models(config)
+        self.model = FoldMean(models)
+        self.where = str(config.test_lightcurves)
+
+    def predict(self, chunk) -> np.ndarray:
+        seqs = chunk.sequences
+        pos = seqs.positions(chunk.object_ids, self.where)
+        frame = chunk.features.assign(**{SCALE_FEATURE: seqs.log_scale[pos]})
+        agg = fold_aggregates(self.scalers, frame, f"{self.where} (streamed features)")
+        return predict_proba(self.model, seqs, pos, agg, 2 * self.settings["batch_size"], self.settings["max_len"])
 
 
 def inference_benchmark(
@@ -264,12 +379,12 @@ def inference_benchmark(
 
     def bucketed():
         for batch, x, _ in iter_batches(seqs, pos, batch_size, max_len):
-            model.predict_on_batch({"seq": x, "agg": agg[batch]})
+            model.predict_on_batch({"seq": network_steps(x), "agg": agg[batch]})
 
     def padded():
         for i in range(0, len(pos), batch_size):
             x, _ = seqs.pad(pos[i : i + batch_size], max_len, length=max_len)
-            model.predict_on_batch({"seq": x, "agg": agg[i : i + batch_size]})
+            model.predict_on_batch({"seq": network_steps(x), "agg": agg[i : i + batch_size]})
 
     rates = {}
     for name, fn in (("bucketed", bucketed), ("padded", padded)):
@@ -302,6 +417,8 @@ def settings_from_args(args: argparse.Namespace):
         "max_len": args.max_len,
         "learning_rate": args.learning_rate,
         "dense_units": tuple(args.dense_units) if args.dense_units else None,
+        "length_buckets": args.length_buckets,
+        "bucket_mix": args.bucket_mix,
     }
     s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
     if len(s.dense_dropout) != len(s.dense_units):
@@ -320,6 +437,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lstm-layers", type=int, default=None)
     parser.add_argument("--dense-units", type=int, nargs="+", default=None, help="seed: 512 256 128 64")
     parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--length-buckets", type=int, default=None,
+                        help="training batches from this many length buckets (default 1: random batches, which batch "
+                             "normalisation needs; more save padding)")
+    parser.add_argument("--bucket-mix", type=float, default=None,
+                        help="share of objects moved to a random bucket when --length-buckets > 1 (default 0.25)")
     parser.add_argument("--max-folds", type=int, default=None, help="train only the first folds (no OOF file)")
     parser.add_argument("--bench-inference", action="store_true",
                         help="measure objects/s of the trained fold-0 model, bucketed vs padded to --max-len")
@@ -328,9 +450,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, config: Config) -> int:
     if args.bench_inference:
-        models, scaler, saved = load_models(config)
+        models, scalers, saved = load_models(config)
         split = "test" if (config.sequences_dir("test") / ".done").exists() else "train"
-        result = inference_benchmark(models[0], load_sequences(config.sequences_dir(split)), len(scaler.columns),
+        result = inference_benchmark(models[0], load_sequences(config.sequences_dir(split)), len(scalers[0].columns),
                                      args.bench_objects, 2 * saved["batch_size"], args.max_len or saved["max_len"])
         result["split"] = split
         write_json(config.model_dir(MODEL) / "inference_bench.json", result)

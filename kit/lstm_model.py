@@ -10,12 +10,14 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from kit import survey
+from kit.errors import InputError
 from kit.files import atomic_path, read_json
 from kit.sequences import MAX_LEN, N_FEATURES
 
@@ -65,6 +67,10 @@ class LSTMSettings:
     epochs: int = 40
     patience: int = 8
     max_len: int = MAX_LEN
+    #: Training batches (:func:`kit.sequences.mixed_batches`): 1 = random batches, which batch normalisation
+    #: needs; more buckets by length save padding, ``bucket_mix`` of the objects then change bucket at random.
+    length_buckets: int = 1
+    bucket_mix: float = 0.25
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -115,7 +121,9 @@ class FoldMean(keras.Model):
     """The mean of several models' outputs as one model (the fold models of a trained network).
 
     Predicting through it compiles one function for all folds; calling each fold model's ``predict_on_batch``
-    in turn compiles one per fold, which TensorFlow reports as retracing.
+    in turn compiles one per fold, which TensorFlow reports as retracing. ``agg`` is either shared,
+    (batch, n_aggregates), or one per member, (batch, n_members, n_aggregates): each fold scales the aggregates
+    with its own scaler.
     """
 
     def __init__(self, members: list[keras.Model], **kwargs):
@@ -123,35 +131,65 @@ class FoldMean(keras.Model):
         self.members = list(members)
 
     def call(self, inputs, training=False):
-        return keras.ops.mean(keras.ops.stack([m(inputs, training=False) for m in self.members]), axis=0)
+        agg = inputs["agg"]
+        own = len(agg.shape) == 3
+        outs = [m({"seq": inputs["seq"], "agg": agg[:, k] if own else agg}, training=False)
+                for k, m in enumerate(self.members)]
+        return keras.ops.mean(keras.ops.stack(outs), axis=0)
+
+
+def squash(x: np.ndarray) -> np.ndarray:
+    """sign(x) * ln(1 + |x|): a monotone map that keeps small values and tames heavy tails (1e30 -> 69)."""
+    x = np.asarray(x, np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.sign(x) * np.log1p(np.abs(x))
 
 
 @dataclass
 class Scaler:
-    """Standardisation of the aggregate features; NaN and infinities become 0 (the mean) afterwards."""
+    """Bounded scaling of the aggregate features: :func:`squash`, standardise, clip to the training range.
+
+    Heavy-tailed features standardised as they are reach |z| ~ 1e14 on the test set; squashed first and clipped
+    to what the training rows gave, every input stays within the range the network was trained on.
+    NaN becomes 0 (the training mean); +-inf the training maximum / minimum.
+    """
 
     columns: list[str]
     mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
     std: np.ndarray = field(default_factory=lambda: np.ones(0))
+    low: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    high: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @classmethod
     def fit(cls, x: np.ndarray, columns: list[str]) -> Scaler:
-        x = np.where(np.isfinite(x), x, np.nan).astype(np.float64)
-        with np.errstate(all="ignore"):
-            mean = np.nan_to_num(np.nanmean(x, axis=0)) if len(x) else np.zeros(x.shape[1])
-            std = np.nan_to_num(np.nanstd(x, axis=0)) if len(x) else np.ones(x.shape[1])
-        return cls(list(columns), mean, np.where(std > 0, std, 1.0))
+        t = squash(x)
+        t = np.where(np.isfinite(t), t, np.nan)
+        n = t.shape[1]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+            mean = np.nan_to_num(np.nanmean(t, axis=0)) if len(t) else np.zeros(n)
+            std = np.nan_to_num(np.nanstd(t, axis=0)) if len(t) else np.ones(n)
+            std = np.where(std > 0, std, 1.0)
+            z = (t - mean) / std
+            low = np.nan_to_num(np.nanmin(z, axis=0)) if len(t) else np.zeros(n)
+            high = np.nan_to_num(np.nanmax(z, axis=0)) if len(t) else np.zeros(n)
+        return cls(list(columns), mean, std, np.minimum(low, 0.0), np.maximum(high, 0.0))
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        z = (np.asarray(x, np.float64) - self.mean) / self.std
-        return np.where(np.isfinite(z), z, 0.0).astype(np.float32)
+        z = (squash(x) - self.mean) / self.std
+        z = np.clip(z, self.low, self.high)  # inf -> the bounds; NaN stays NaN
+        return np.where(np.isnan(z), 0.0, z).astype(np.float32)
 
     def save(self, path: Path) -> None:
         with atomic_path(path) as tmp:
-            payload = {"columns": self.columns, "mean": self.mean.tolist(), "std": self.std.tolist()}
+            payload = {"transform": "squash-standardise-clip", "columns": self.columns, "mean": self.mean.tolist(),
+                       "std": self.std.tolist(), "low": self.low.tolist(), "high": self.high.tolist()}
             tmp.write_text(json.dumps(payload, indent=1) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> Scaler:
         d = read_json(path)
-        return cls(d["columns"], np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64))
+        if d.get("transform") != "squash-standardise-clip":
+            raise InputError(f"{path}: a scaler of an older kit (unbounded z-scores); retrain the LSTM "
+                             "(make train-lstm).")
+        return cls(d["columns"], *(np.asarray(d[k], np.float64) for k in ("mean", "std", "low", "high")))

@@ -10,8 +10,8 @@ Memory stays at about two chunks (``--chunk-rows``) plus the probabilities.
 Features and sequences are identical whether built whole or per chunk, so the predictions equal those of
 ``python -m kit predict`` (to float rounding of the batched networks).
 
-A model takes part through a small predictor class in :data:`PREDICTORS`: the inputs it needs and
-``predict(chunk) -> (n, 14)`` probabilities; masking by galactic group is done here, for every model.
+Every registered model takes part (:mod:`kit.models`) through its ``Predictor`` class and ``NEEDS_SEQUENCES``:
+``Predictor(config).predict(chunk) -> (n, 14)`` probabilities; masking by galactic group is done here.
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ import numpy as np
 import pandas as pd
 
 from kit import class99, data, survey
+from kit import models as registry
 from kit.config import Config
 from kit.errors import InputError
 from kit.files import save_proba
-from kit.sequences import SCALE_FEATURE, Sequences
+from kit.sequences import Sequences
 
 log = logging.getLogger(__name__)
 
@@ -43,62 +44,12 @@ class Chunk:
     sequences: Sequences | None  # None when no model needs them
 
 
-class LSTMPredictor:
-    """The LSTM fold models: sequences + standardised aggregates in, mean softmax out."""
-
-    needs_sequences = True
-
-    def __init__(self, config: Config) -> None:
-        from kit import lstm
-
-        self._proba = lstm.predict_proba
-        self.models, self.scaler, self.settings = lstm.load_models(config)
-        self.where = str(config.test_lightcurves)
-
-    def predict(self, chunk: Chunk) -> np.ndarray:
-        seqs = chunk.sequences
-        pos = seqs.positions(chunk.object_ids, self.where)
-        frame = chunk.features.assign(**{SCALE_FEATURE: seqs.log_scale[pos]})
-        missing = [c for c in self.scaler.columns if c not in frame]
-        if missing:
-            raise InputError(f"the LSTM was trained on columns {missing[:5]} that the features no longer make; "
-                             "retrain it (make train-lstm)")
-        agg = self.scaler.transform(frame[self.scaler.columns].to_numpy(np.float64))
-        return self._proba(self.models, seqs, pos, agg, 2 * self.settings["batch_size"], self.settings["max_len"])
-
-
-class LGBMPredictor:
-    """The LightGBM fold models: aggregate features in, mean probabilities out."""
-
-    needs_sequences = False
-
-    def __init__(self, config: Config) -> None:
-        from kit import lgbm
-
-        self._proba = lgbm.predict_proba
-        self.boosters, self.columns = lgbm.load_models(config)
-
-    def predict(self, chunk: Chunk) -> np.ndarray:
-        missing = [c for c in self.columns if c not in chunk.features]
-        if missing:
-            raise InputError(f"LightGBM was trained on columns {missing[:5]} that the features no longer make; "
-                             "retrain it (make train-lgbm)")
-        return self._proba(self.boosters, chunk.features[self.columns].to_numpy(np.float32))
-
-
-#: Models that can predict a streamed test set (a model registry can take this over).
-PREDICTORS: dict[str, type] = {"lstm": LSTMPredictor, "lgbm": LGBMPredictor}
-
-
 def needs_sequences(models: list[str]) -> bool:
-    return any(PREDICTORS[m].needs_sequences for m in models)
+    return any(registry.get(m).NEEDS_SEQUENCES for m in models)
 
 
 def check_models(models: list[str]) -> list[str]:
-    unknown = [m for m in models if m not in PREDICTORS]
-    if unknown or not models:
-        raise InputError(f"cannot stream-predict {unknown or 'no model'}: choose among {', '.join(PREDICTORS)}")
-    return list(dict.fromkeys(models))
+    return registry.check(models, "stream-predict")
 
 
 def prepare(lightcurves: pd.DataFrame, metadata: pd.DataFrame, with_sequences: bool) -> Chunk:
@@ -125,7 +76,7 @@ def predict_stream(config: Config, models: list[str]) -> dict[str, int]:
     source = config.test_lightcurves
     if not source.exists():
         raise InputError(f"{source}: test light curves not found. Point --data at the competition folder.")
-    predictors = {m: PREDICTORS[m](config) for m in models}
+    predictors = {m: registry.get(m).Predictor(config) for m in models}
     from kit.features import METADATA_FEATURES
 
     meta = data.read_metadata(config.test_metadata)[[survey.OBJECT_ID, *METADATA_FEATURES]]
@@ -160,7 +111,7 @@ def predict_stream(config: Config, models: list[str]) -> dict[str, int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default="lstm",
-                        help=f"comma-separated trained models to predict with ({', '.join(PREDICTORS)}; "
+                        help=f"comma-separated trained models to predict with ({', '.join(registry.names())}; "
                              "default %(default)s)")
 
 

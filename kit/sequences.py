@@ -21,10 +21,12 @@ On disk (``config.sequences_dir(split)``), all rows of all objects end to end::
 That is 40 bytes per observation plus 20 per object: about 40.2 MB per million rows at the real cadence.
 The folder is written under a temporary name, chunk by chunk, and renamed into place when complete.
 
-Batches: objects are sorted by length (ties broken at random when shuffling), cut into batches of
-consecutive objects and each batch is padded to its own longest sequence (at most ``max_len``; longer
+Batches for prediction: objects are sorted by length, cut into batches of consecutive objects and each
+batch is padded to its own longest sequence (at most ``max_len``; longer
 objects keep their first ``max_len`` observations). Padding is all zeros, which no real step is (every step
 has a passband), so Keras ``Masking(0.0)`` recovers the mask; the mask is also returned explicitly.
+Batches for training mix the objects instead (:func:`mixed_batches`): batch normalisation needs batches that
+look like the training set.
 """
 
 from __future__ import annotations
@@ -252,6 +254,34 @@ def length_batches(
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+
+
+def mixed_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, max_len: int = MAX_LEN,
+    buckets: int = 1, mix: float = 0.0,
+) -> list[np.ndarray]:
+    """Training batches whose objects are mixed, so that batch normalisation sees representative batches.
+
+    :func:`length_batches` sorts by length, and length tells the deep-drilling (DDF) objects from the wide (WFD)
+    ones: most of its batches hold one kind only. Here the objects fall into ``buckets`` buckets by length
+    (quantiles of the capped length, ties at random); a share ``mix`` of them is moved to a bucket drawn at random
+    (shuffled across buckets); each bucket is shuffled (within), cut into batches, and the batch order shuffled.
+    ``buckets=1`` gives plain random batches. Every position appears exactly once.
+    """
+    capped = np.minimum(np.asarray(lengths), max_len)
+    n = len(capped)
+    bucket = np.zeros(n, np.int64)
+    if buckets > 1 and n:
+        rank = np.empty(n, np.int64)
+        rank[np.lexsort((rng.random(n), capped))] = np.arange(n)
+        bucket = rank * buckets // n
+        moved = rng.random(n) < mix
+        bucket[moved] = rng.integers(0, buckets, int(moved.sum()))
+    batches = []
+    for b in range(max(buckets, 1)):
+        members = rng.permutation(np.flatnonzero(bucket == b))
+        batches += [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def iter_batches(

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from kit import survey
-from kit.class99 import add_class99, mask_by_group
+from kit.class99 import add_class99, mask_by_group, wrong_group_rows
 
 GAL_COLS = np.isin(survey.CLASSES, survey.GALACTIC_CLASSES)
 
@@ -63,3 +63,17 @@ def test_add_class99_all_certain_group_gets_the_scale():
 def test_add_class99_rejects_wrong_shape():
     with pytest.raises(ValueError, match="expected"):
         add_class99(np.ones((2, 13)), np.ones(2, bool), 0.1, 0.1)
+
+
+def test_wrong_group_rows_are_those_the_mask_makes_uniform():
+    proba, galactic = _random(6, seed=4)
+    ext = list(survey.CLASSES).index(90)
+    proba[0] = 0.0
+    proba[0, ext] = 1.0  # galactic row with every bit of mass on an extragalactic class
+    galactic[0] = True
+    proba[1] = np.where(GAL_COLS, 0.0, proba[1])  # only extragalactic mass, and it is extragalactic: fine
+    galactic[1] = False
+    wrong = wrong_group_rows(proba, galactic)
+    assert wrong.tolist() == [True] + [False] * 5
+    uniform = np.allclose(mask_by_group(proba, galactic)[0, GAL_COLS], 1 / GAL_COLS.sum())
+    assert uniform

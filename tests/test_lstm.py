@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +19,19 @@ pytest.importorskip("keras")
 
 import keras  # noqa: E402
 
+from kit import lstm as lstm_module  # noqa: E402
 from kit import lstm_model, metric, survey  # noqa: E402
 from kit.config import Config  # noqa: E402
 from kit.files import load_proba  # noqa: E402
-from kit.lstm import _training_dataset, inference_benchmark, load_models, predict_proba, predict_test, train  # noqa: E402
+from kit.lstm import (  # noqa: E402
+    _training_dataset,
+    inference_benchmark,
+    load_models,
+    network_steps,
+    predict_proba,
+    predict_test,
+    train,
+)
 from kit.lstm_model import FoldMean, LSTMSettings, Scaler, build_model  # noqa: E402
 from kit.sequences import N_FEATURES, build_sequences, length_batches, load_sequences  # noqa: E402
 from tests.test_sequences import fake_lightcurves  # noqa: E402
@@ -71,10 +82,10 @@ def test_output_shape_and_softmax():
 
 def test_padding_does_not_change_predictions(trained):
     config, _ = trained
-    models, scaler, _ = load_models(config)
+    models, scalers, _ = load_models(config)
     seqs = load_sequences(config.sequences_dir("train"))
     index = np.arange(6)
-    agg = np.random.default_rng(1).normal(size=(6, len(scaler.columns))).astype(np.float32)
+    agg = np.random.default_rng(1).normal(size=(6, len(scalers[0].columns))).astype(np.float32)
     x_short, mask = seqs.pad(index)
     x_long, _ = seqs.pad(index, length=x_short.shape[1] + 37)
     assert not mask.all()  # some objects are padded already
@@ -126,7 +137,8 @@ def test_save_load_gives_identical_predictions(tmp_path, trained):
     scaler.save(tmp_path / "scaler.json")
     z = Scaler.load(tmp_path / "scaler.json").transform(raw)
     np.testing.assert_array_equal(z, scaler.transform(raw))
-    assert z[0, 1] == 0 and z[1, 2] == 0 and np.isfinite(z).all()
+    assert z[0, 1] == 0 and np.isfinite(z).all()
+    assert z[1, 2] == z[:, 2].max()  # +inf: the top of the training range
 
 
 def test_predict_test_masks_groups_and_saves(trained):
@@ -143,8 +155,8 @@ def test_predict_test_masks_groups_and_saves(trained):
 
 def test_inference_benchmark(trained):
     config, _ = trained
-    models, scaler, _ = load_models(config)
-    result = inference_benchmark(models[0], load_sequences(config.sequences_dir("test")), len(scaler.columns),
+    models, scalers, _ = load_models(config)
+    result = inference_benchmark(models[0], load_sequences(config.sequences_dir("test")), len(scalers[0].columns),
                                  n_objects=40, batch_size=16, max_len=64)
     assert result["objects"] == 40 and result["bucketed_objects_per_s"] > 0 and result["padded_objects_per_s"] > 0
 
@@ -157,7 +169,7 @@ def test_interrupted_retraining_leaves_the_old_models_whole(trained, monkeypatch
     config, _ = trained
     model_dir = config.model_dir("lstm")
     before = _snapshot(model_dir)
-    assert {"fold0.keras", "fold1.keras", "oof.parquet", "scaler.json", "settings.json"} <= set(before)
+    assert {"fold0.keras", "fold1.keras", "oof.parquet", "scaler_fold0.json", "settings.json"} <= set(before)
     built = []
 
     def build_then_interrupt(settings, n_aggregates):
@@ -177,10 +189,10 @@ def test_interrupted_retraining_leaves_the_old_models_whole(trained, monkeypatch
 def test_prediction_traces_once_for_all_folds_and_batch_shapes(trained, caplog):
     """Calling each fold model in turn on length-bucketed batches retraced TensorFlow's predict function."""
     config, _ = trained
-    models, scaler, _ = load_models(config)
+    models, scalers, _ = load_models(config)
     seqs = load_sequences(config.sequences_dir("train"))
     pos = np.arange(len(seqs))
-    agg = np.random.default_rng(4).normal(size=(len(pos), len(scaler.columns))).astype(np.float32)
+    agg = np.random.default_rng(4).normal(size=(len(pos), len(scalers[0].columns))).astype(np.float32)
     members = models * 3  # as many calls as five folds would make
     mean = FoldMean(members)
     with caplog.at_level(logging.WARNING):
@@ -214,9 +226,111 @@ def test_training_batches_leave_the_step_axis_open(trained):
     seqs = load_sequences(config.sequences_dir("train"))
     n = len(seqs)
     onehot = np.zeros((n, len(survey.CLASSES)), np.float32)
-    dataset = _training_dataset(seqs, np.arange(n), np.zeros((n, 3), np.float32), onehot, np.ones(n), TINY, 0)
-    for _ in range(6):  # a new shuffle each epoch
-        widths = [dataset[i][0]["seq"].shape[1] for i in range(len(dataset))]
-        assert len(set(widths)) > 1
-        assert {widths[0], widths[1]} == {min(widths), max(widths)}
-        dataset.on_epoch_end()
+    bucketed = replace(TINY, length_buckets=4, bucket_mix=0.0)
+    for settings in (bucketed, TINY, replace(TINY, batch_size=50)):  # TINY: random batches, the default
+        dataset = _training_dataset(seqs, np.arange(n), np.zeros((n, 3), np.float32), onehot, np.ones(n), settings, 0)
+        signature = [dataset[i][0]["seq"].shape[1] for i in (0, 1)]  # what Keras peeks at before fit
+        assert settings is not bucketed or len(set(signature)) > 1
+        for _ in range(6):  # Keras reshuffles before the first epoch, then after each
+            dataset.on_epoch_end()
+            widths = [dataset[i][0]["seq"].shape[1] for i in range(len(dataset))]
+            # an open step axis, or one fixed width that every later batch keeps
+            assert len(set(signature)) > 1 or set(widths) == {signature[0]}
+            assert {widths[0], widths[1]} == {min(widths), max(widths)}
+
+
+# --- the defects of issue 11: batch-norm statistics, unbounded scaling, wrong-group rows, the fold's scaler ---
+
+
+def _fold0(config):
+    """Fold 0's training positions in the features' order, its raw aggregates and columns."""
+    frame = pd.read_parquet(config.features_path("train"))
+    seqs = load_sequences(config.sequences_dir("train"))
+    pos = seqs.positions(frame["object_id"].to_numpy())
+    frame["log_flux_scale"] = seqs.log_scale[pos]
+    folds = pd.read_csv(config.folds_path).set_index("object_id")["fold"].reindex(frame["object_id"]).to_numpy()
+    return frame, seqs, pos, folds
+
+
+def test_batch_norm_statistics_match_the_training_inputs(trained):
+    """After training, each BN layer's moving mean/variance are those of its inputs over the training part."""
+    config, _ = trained
+    models, scalers, _ = load_models(config)
+    model, scaler = models[0], scalers[0]
+    frame, seqs, pos, folds = _fold0(config)
+    tr = np.flatnonzero(folds != 0)
+    agg = scaler.transform(frame[scaler.columns].to_numpy(np.float64))[tr]
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 1 + len(TINY.dense_units)
+    probe = keras.Model(model.input, [layer.input for layer in norms])
+    x, _ = seqs.pad(pos[tr], TINY.max_len, length=int(seqs.lengths.max()))  # one batch, padded wide
+    inputs = probe({"seq": network_steps(x), "agg": agg}, training=False)
+    for layer, h in zip(norms, inputs, strict=True):
+        h = np.asarray(h, np.float64)
+        np.testing.assert_allclose(np.asarray(layer.moving_mean), h.mean(axis=0), rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(np.asarray(layer.moving_variance), h.var(axis=0), rtol=1e-3, atol=1e-4)
+
+
+def test_scaler_keeps_a_huge_feature_within_the_training_range():
+    rng = np.random.default_rng(5)
+    train_x = np.column_stack([rng.lognormal(0, 3, 500), rng.normal(size=500)])
+    scaler = Scaler.fit(train_x, ["heavy", "plain"])
+    z_train = scaler.transform(train_x)
+    z = scaler.transform(np.array([[1e30, -1e30], [-np.inf, np.nan]]))
+    assert np.all(z >= z_train.min(axis=0)) and np.all(z <= z_train.max(axis=0))
+    assert z[0, 0] == z_train[:, 0].max() and z[0, 1] == z_train[:, 1].min() and z[1, 1] == 0
+    assert np.abs(z_train).max() < 10  # bounded transform: no heavy tail left in training either
+
+
+def test_a_huge_test_feature_gives_finite_probabilities(trained, tmp_path):
+    config, _ = trained
+    other = config.with_(build_root=tmp_path / "build", models_root=tmp_path / "models")
+    shutil.copytree(config.sequences_dir("test"), other.sequences_dir("test"))
+    shutil.copytree(config.model_dir("lstm"), other.model_dir("lstm"))
+    frame = pd.read_parquet(config.features_path("test"))
+    frame.loc[0, "flux_mean"], frame.loc[1, "flux_std"], frame.loc[2, "flux_mean"] = 1e30, np.inf, -1e30
+    frame.to_parquet(other.features_path("test"), index=False)
+    _, scalers, _ = load_models(other)
+    for scaler in scalers:
+        z = scaler.transform(frame[[c for c in scaler.columns if c != "log_flux_scale"]].assign(
+            log_flux_scale=0.0)[scaler.columns].to_numpy(np.float64))
+        assert np.all(z >= scaler.low - 1e-6) and np.all(z <= scaler.high + 1e-6)
+    ids, proba = predict_test(other)
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_rows_on_the_wrong_group_are_counted_and_reported(trained, tmp_path, monkeypatch, caplog):
+    config, summary = trained
+    assert isinstance(summary["wrong_group_rows"]["oof"], int)
+    other = config.with_(build_root=tmp_path / "build", models_root=tmp_path / "models")
+    shutil.copytree(config.build_dir, other.build_dir)
+    shutil.copytree(config.model_dir("lstm"), other.model_dir("lstm"))
+
+    def all_extragalactic(model, seqs, pos, agg, batch_size, max_len):
+        p = np.zeros((len(pos), len(survey.CLASSES)))
+        p[:, survey.CLASSES.index(survey.EXTRAGALACTIC_CLASSES[0])] = 1.0
+        return p
+
+    monkeypatch.setattr(lstm_module, "predict_proba", all_extragalactic)
+    with caplog.at_level(logging.WARNING):
+        ids, _ = predict_test(other)
+    feats = pd.read_parquet(other.features_path("test")).set_index("object_id").loc[ids]
+    n_galactic = int(survey.is_galactic(feats["hostgal_photoz"].to_numpy()).sum())
+    assert n_galactic > 0
+    score = json.loads(other.score_path("lstm").read_text())
+    assert score["wrong_group_rows"]["test"] == n_galactic
+    assert any(f"{n_galactic} of {len(ids)} test rows" in r.getMessage() for r in caplog.records)
+
+
+def test_each_fold_scaler_is_fitted_on_its_training_part_only(trained):
+    config, _ = trained
+    _, scalers, _ = load_models(config)
+    frame, _, _, folds = _fold0(config)
+    for k, saved in enumerate(scalers):
+        raw = frame[saved.columns].to_numpy(np.float64)
+        own = Scaler.fit(raw[folds != k], saved.columns)
+        for field in ("mean", "std", "low", "high"):
+            np.testing.assert_allclose(getattr(saved, field), getattr(own, field), rtol=1e-12, err_msg=field)
+        everything = Scaler.fit(raw, saved.columns)
+        assert not np.allclose(saved.mean, everything.mean)  # the validation rows would have moved it

@@ -1,4 +1,5 @@
-"""predict-stream: the test set predicted chunk by chunk from its light curves equals `predict` from disk."""
+"""Every registered model through train -> predict -> predict-stream -> blend on the tiny competition; the test set
+predicted chunk by chunk from its light curves equals `predict` from disk."""
 
 from __future__ import annotations
 
@@ -7,21 +8,27 @@ import pytest
 
 pytest.importorskip("keras")
 
-from kit import featurize, lgbm, lstm, predict, sequences  # noqa: E402
+from kit import blend, featurize, predict, sequences  # noqa: E402
+from kit import models as registry  # noqa: E402
 from kit.cli import main  # noqa: E402
 from kit.config import Config  # noqa: E402
 from kit.errors import InputError  # noqa: E402
 from kit.files import load_proba  # noqa: E402
 from kit.lightcurves import iter_object_chunks  # noqa: E402
-from kit.lstm_model import LSTMSettings  # noqa: E402
 from kit.predict_stream import predict_stream  # noqa: E402
 
-TINY = LSTMSettings(units=8, dense_units=(16, 8), dense_dropout=(0.25, 0.5), epochs=1, patience=1, batch_size=32)
+#: Tiny training options per model (a model not named trains with its defaults).
+TINY_ARGS = {
+    "lgbm": ["--max-rounds", "20"],
+    "lstm": ["--preset", "demo", "--epochs", "1", "--patience", "1", "--batch-size", "32", "--units", "8",
+             "--dense-units", "16", "8"],
+}
 
 
 @pytest.fixture(scope="module")
 def trained(competition, tmp_path_factory):
-    """Both models trained on the tiny competition, and their test predictions made the usual way, from disk."""
+    """Every registered model trained through its train-<name> command on the tiny competition, and its test
+    predictions made the usual way, from disk."""
     root = tmp_path_factory.mktemp("stream")
     config = Config(data_dir=competition, build_root=root / "build", models_root=root / "models",
                     n_folds=2, seed=5, workers=1)
@@ -29,20 +36,33 @@ def trained(competition, tmp_path_factory):
     featurize.build_test(config)
     for split, src in (("train", config.train_lightcurves), ("test", config.test_lightcurves)):
         sequences.build_sequences(iter_object_chunks(src, config.chunk_rows), config.sequences_dir(split))
-    lgbm.train(config, lgbm.LGBMSettings(max_rounds=20, early_stopping=5))
-    lstm.train(config, TINY)
-    expected = {m: predict.predict(config, m) for m in ("lgbm", "lstm")}
+    common = ["--data", str(competition), "--build-root", str(config.build_root), "--models-root",
+              str(config.models_root), "--folds", "2", "--seed", "5", "--workers", "1"]
+    for name in registry.names():
+        assert main([f"train-{name}", *common, *TINY_ARGS.get(name, [])]) == 0, name
+    expected = {m: predict.predict(config, m) for m in registry.names()}
     return config, expected
+
+
+def test_every_registered_model_is_trained_and_blended(trained):
+    config, expected = trained
+    assert registry.trained(config) == registry.names()
+    summary = blend.blend(config)  # default: every trained model
+    assert set(summary["weights"]) == set(registry.names())
+    assert summary["oof"] <= min(summary["models"].values()) + 1e-9
+    ids, proba = load_proba(config.test_pred_path("blend"))
+    assert len(ids) == len(expected["lgbm"][0])
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
 
 
 def test_streamed_predictions_equal_the_ones_from_built_features_and_sequences(trained):
     config, expected = trained
     # no build/ folder at all: the stream must not need the test features or sequences
     streamed = config.with_(build_root=config.build_root.parent / "no-build", chunk_rows=7_000)
-    counts = predict_stream(streamed, ["lstm", "lgbm"])
+    counts = predict_stream(streamed, registry.names())
     assert not streamed.build_dir.exists()
     n_test = len(expected["lgbm"][0])
-    assert counts == {"lstm": n_test, "lgbm": n_test}
+    assert counts == {m: n_test for m in registry.names()}
     for model, (ids, proba) in expected.items():
         got_ids, got = load_proba(config.test_pred_path(model))
         order = np.argsort(got_ids)
@@ -70,7 +90,7 @@ def test_stream_reads_the_file_in_many_chunks(trained, monkeypatch):
 
 def test_unknown_model_and_missing_model_are_clear(trained, tmp_path, capsys):
     config, _ = trained
-    with pytest.raises(InputError, match="choose among lstm, lgbm"):
+    with pytest.raises(InputError, match="choose among prior, lgbm, lstm"):
         predict_stream(config, ["gp"])
     code = main(["predict-stream", "--data", str(config.data_dir), "--models-root", str(tmp_path)])
     assert code == 2 and "no trained LSTM" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from kit.sequences import (
     iter_batches,
     length_batches,
     load_sequences,
+    mixed_batches,
     sequence_features,
 )
 
@@ -123,3 +124,25 @@ def test_positions_names_a_missing_object(tmp_path):
     np.testing.assert_array_equal(seqs.positions(seqs.object_ids[::-1]), [3, 2, 1, 0])
     with pytest.raises(InputError, match="object 999"):
         seqs.positions([seqs.object_ids[0], 999])
+
+
+def _kinds_per_batch(batches, long):
+    return [set(long[b].tolist()) for b in batches]
+
+
+def test_training_batches_mix_short_and_long_objects():
+    """Sorted by length, batches hold one kind only (WFD ~ short, DDF ~ long); mixed batches hold both."""
+    rng = np.random.default_rng(0)
+    long = rng.random(2000) < 0.3  # a DDF-like share of long sequences
+    lengths = np.where(long, rng.integers(250, 352, 2000), rng.integers(30, 120, 2000))
+    sorted_batches = length_batches(lengths, 64, rng=np.random.default_rng(1))
+    pure_sorted = np.mean([len(k) == 1 for k in _kinds_per_batch(sorted_batches, long)])
+    assert pure_sorted > 0.9
+    for buckets, mix in ((1, 0.0), (2, 0.5)):
+        batches = mixed_batches(lengths, 64, np.random.default_rng(2), buckets=buckets, mix=mix)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(2000))  # every object once
+        full = [b for b in batches if len(b) == 64]
+        assert np.mean([len(k) == 2 for k in _kinds_per_batch(full, long)]) == 1.0, (buckets, mix)
+        if buckets == 1:  # random batches: each holds about the overall share of long objects
+            shares = np.array([long[b].mean() for b in full])
+            assert abs(shares.mean() - long.mean()) < 0.02 and shares.min() > 0.1

@@ -49,11 +49,6 @@ SCRIPT_NAME = f"{KERNEL_SLUG}.py"
 METADATA_FILE = "kernel-metadata.json"
 #: Models the kernel trains and predicts (override with --models).
 DEFAULT_MODELS = ("lstm",)
-#: Training options of each model in a smoke run: small, one fold, few epochs.
-SMOKE_TRAIN_ARGS: dict[str, list[str]] = {
-    "lstm": ["--preset", "demo", "--epochs", "2", "--patience", "2", "--max-folds", "1"],
-    "lgbm": ["--max-rounds", "50"],
-}
 #: Objects of each split kept by a smoke run (the first ones of each file).
 SMOKE_TRAIN, SMOKE_TEST = 400, 1000
 #: Environment variable the script reads for its root (Kaggle's is /kaggle).
@@ -99,6 +94,7 @@ def plan(models: list[str], smoke: bool = False, train_args: dict[str, list[str]
 
     Training features and sequences are built (small); the test set is never featurised to disk.
     """
+    from kit import models as registry
     from kit.predict_stream import check_models, needs_sequences
 
     models = check_models(models)
@@ -107,7 +103,8 @@ def plan(models: list[str], smoke: bool = False, train_args: dict[str, list[str]
         steps.append(["sequences", "--split", "train"])
     steps.append(["folds"])
     for model in models:
-        args = (SMOKE_TRAIN_ARGS.get(model, []) if smoke else []) + (train_args or {}).get(model, [])
+        # a smoke run: each model's own small settings (its SMOKE_ARGS: one fold, few epochs or rounds)
+        args = (list(registry.get(model).SMOKE_ARGS) if smoke else []) + (train_args or {}).get(model, [])
         steps.append([f"train-{model}", *args])
     steps.append(["predict-stream", "--models", ",".join(models)])
     return steps

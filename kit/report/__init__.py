@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 
 from kit import metric, survey
+from kit import models as registry
 from kit.config import Config
 from kit.files import load_proba, read_json
 
 log = logging.getLogger(__name__)
 
-#: Models of the pipeline, in the report's order.
-MODELS: tuple[str, ...] = ("lgbm", "lstm", "blend")
+#: Models of the pipeline, in the report's order: the registered ones, then the blend.
+MODELS: tuple[str, ...] = (*registry.names(), *registry.DERIVED)
 
 
 @dataclass
@@ -205,23 +206,27 @@ def learning_history(score: dict) -> list[tuple[str, dict[str, list[float]]]]:
 
 
 def _section_learning(page, config: Config) -> None:
+    """Learning curves of every registered model whose score.json holds a per-epoch history (the networks)."""
     from kit.report import figures
 
-    page.section("LSTM learning curves")
-    path = config.score_path("lstm")
-    if not path.exists():
-        page.note(f"{path} not found")
-        return
-    try:
-        history = learning_history(read_json(path))
-    except (ValueError, AttributeError) as err:
-        page.note(f"{path} unreadable: {err}")
-        return
-    if not history:
-        page.note(f"{path} holds no per-epoch history")
-        return
-    page.figure("lstm_learning_curves.png", figures.learning_curves(history, "LSTM: metrics per epoch"),
-                "Dashed: training; solid: validation.")
+    page.section("Learning curves of the networks")
+    shown = 0
+    for model in registry.names():
+        path = config.score_path(model)
+        if not path.exists():
+            continue
+        try:
+            history = learning_history(read_json(path))
+        except (ValueError, AttributeError) as err:
+            page.note(f"{path} unreadable: {err}")
+            continue
+        if history:
+            page.figure(f"{model}_learning_curves.png",
+                        figures.learning_curves(history, f"{model.upper()}: metrics per epoch"),
+                        "Dashed: training; solid: validation.")
+            shown += 1
+    if not shown:
+        page.note(f"no per-epoch history in the score.json of any model under {config.models_dir}")
 
 
 def _section_settings(page, config: Config) -> None:

@@ -15,14 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kit import models as registry
 from kit import survey
 from kit.config import Config
 from kit.errors import InputError
 
 log = logging.getLogger(__name__)
 
-#: Models whose predictions are looked for, best first.
-MODELS: tuple[str, ...] = ("blend", "lgbm", "lstm")
+#: Models whose predictions are looked for, best first: the blend, then the registered models.
+MODELS: tuple[str, ...] = (*registry.DERIVED, *(m for m in registry.names() if m != "prior"))
 
 
 def read_lightcurves(path: Path, object_ids: Iterable[int], chunk_rows: int, contiguous: bool = False) -> pd.DataFrame:
