@@ -24,7 +24,7 @@ def make(*targets: str, data: Path, out: Path, model: str = "lgbm") -> subproces
         "make", "--no-print-directory", "-C", str(ROOT), *targets,
         f"DATA={data}", f"BUILD_ROOT={out / 'build'}", f"MODELS_ROOT={out / 'models'}",
         f"SUBMISSIONS={out / 'submissions'}", f"REPORTS_ROOT={out / 'reports'}", f"MODEL={model}",
-        f"PY={sys.executable}", "WORKERS=2",
+        f"PY={sys.executable}", "WORKERS=2", "AUGMENT_COPIES=2", "GALACTIC_COPIES=1",  # the default path, tiny
     ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
 
