@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from kit.class99 import METHODS
 from kit.config import Config
 from kit.errors import KitError
 
@@ -40,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submission": ("kit.submission", "add class 99 and write the submission .csv.gz"),
     "validate": ("kit.validate", "check a submission file against the test metadata"),
     "score": ("kit.score", "score a submission against a truth file"),
+    "class99-study": ("kit.class99_study", "score every class-99 method on a model's test predictions (needs truth)"),
     "submit": ("kit.kaggle.submit", "validate and upload a submission, record it in the ledger"),
     "submissions": ("kit.kaggle.scores", "list our submissions and their scores"),
     "leaderboard": ("kit.kaggle.leaderboard", "show the top of the leaderboard and our place"),
@@ -57,6 +59,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 DATA_STAGES: dict[str, tuple[str, ...]] = {
     "features": ("build",), "sequences": ("build",), "folds": ("models",), "train-lgbm": ("models",),
     "train-lstm": ("models",), "predict": ("models",), "blend": ("models",), "submission": (), "report": (),
+    "class99-study": (),
 }
 
 
@@ -85,6 +88,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=defaults.seed)
     g.add_argument("--class99-galactic", type=float, default=defaults.class99_galactic)
     g.add_argument("--class99-extragalactic", type=float, default=defaults.class99_extragalactic)
+    g.add_argument("--class99", dest="class99_method", default=defaults.class99_method, choices=METHODS,
+                   help="class-99 method of the submission (default %(default)s; `python -m kit class99-study` "
+                   "scores them all)")
     g.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786) for featurisation")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging, and TensorFlow's own log lines")
 
@@ -102,6 +108,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         seed=args.seed,
         class99_galactic=args.class99_galactic,
         class99_extragalactic=args.class99_extragalactic,
+        class99_method=args.class99_method,
         scheduler=args.scheduler or None,
     )
 

@@ -69,6 +69,7 @@ TABLE: dict[str, Run | DryRun] = {
     "submission": Run(makes=("submissions/{name}-blend.csv.gz",)),
     "validate": Run(says="OK: "),
     "score": Run(makes=("submissions/{name}-blend.score.json",)),
+    "class99-study": Run(makes=("models/{name}/blend/class99_study.json",), says="best: "),
     "submit": Run(makes=("submissions/ledger.csv",), says="submitted"),
     "submissions": Run(says="public"),
     "leaderboard": Run(says="rank"),

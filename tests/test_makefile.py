@@ -89,3 +89,17 @@ def test_make_keeps_the_outputs_a_failed_command_finished(tmp_path, ending):
     assert done.returncode != 0
     assert "Deleting file" not in done.stdout + done.stderr
     assert finished.read_text() == "finished\n"
+
+
+def test_class99_method_names_its_own_submission(competition, tmp_path):
+    from kit import class99
+
+    out = tmp_path / "out"
+    planned = make("-n", "-B", "submission", "CLASS99=third", out=out, data=competition)
+    assert planned.returncode == 0, planned.stderr
+    assert "--class99 third" in planned.stdout
+    assert f"{out / 'submissions'}/{competition.name}-lgbm-third.csv.gz" in make(
+        "-n", "-B", "validate", "CLASS99=third", out=out, data=competition).stdout
+    # the Makefile's idea of the default method is the kit's: its submission keeps the plain name
+    default = make("-n", "-B", "validate", f"CLASS99={class99.DEFAULT_METHOD}", out=out, data=competition).stdout
+    assert f"{competition.name}-lgbm.csv.gz'" in default

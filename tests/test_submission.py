@@ -94,3 +94,18 @@ def test_submission_command_rejects_mismatched_ids(tmp_path, competition, capsys
     assert cli.main(["submission", *_args(tmp_path, competition)]) == 2
     err = capsys.readouterr().err
     assert "do not match" in err and "[45]" in err and "[999]" in err
+
+
+def test_submission_command_class99_method(tmp_path, competition):
+    from kit import class99
+
+    _save(tmp_path, "lgbm", IDS)
+    assert cli.main(["submission", *_args(tmp_path, competition), "--class99", "third"]) == 0
+    out = tmp_path / "subs" / "tiny-lgbm-third.csv.gz"  # another method than the default: its own file
+    assert validate_submission(out, competition / survey.TEST_METADATA) == []
+    _, proba = files.load_proba(tmp_path / "models" / "tiny" / "lgbm" / "test.parquet")
+    expected = class99.p99_third(proba, np.asarray(PHOTOZ) == 0)
+    assert np.allclose(pd.read_csv(out)["class_99"], expected, rtol=5e-4)
+    assert not (tmp_path / "subs" / "tiny-lgbm.csv.gz").exists()
+    with pytest.raises(SystemExit):  # argparse names the methods it knows
+        cli.main(["submission", *_args(tmp_path, competition), "--class99", "fourth"])
