@@ -98,6 +98,9 @@ $(BUILD)/sequences_train/.done $(BUILD)/sequences_test/.done &: $(TRAIN_FILES) $
 .PHONY: features sequences
 features: $(BUILD)/features_train.parquet ## aggregate features of train and test (resumable, parallel, SCHEDULER=)
 sequences: $(BUILD)/sequences_train/.done ## ragged passband sequences of train and test for the LSTM
+.PHONY: adversarial
+adversarial: $(BUILD)/features_train.parquet ## AUC of a train-vs-test classifier on the features (+ photo-z weights, + augmented copies)
+	$(KIT) adversarial $(ARGS)
 
 # --- models ----------------------------------------------------------------------------------------
 # Models fetched by `make kernel-output` carry a kernel.json: they are authoritative, so their files have

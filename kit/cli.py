@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("kit.kaggle.download", "download and unpack the competition files with the kaggle client"),
     "check-data": ("kit.data", "check a competition folder: files, headers, ids"),
     "features": ("kit.featurize", "aggregate features of the training and test light curves"),
+    "adversarial": ("kit.shift", "adversarial validation: AUC of a train-vs-test classifier on the features"),
     "sequences": ("kit.sequences", "ragged passband sequences for the LSTM"),
     "folds": ("kit.folds", "the stratified fold assignment every model shares"),
     "train-lgbm": ("kit.lgbm", "train the LightGBM baseline (OOF predictions, fold models)"),
@@ -59,7 +60,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 DATA_STAGES: dict[str, tuple[str, ...]] = {
     "features": ("build",), "sequences": ("build",), "folds": ("models",), "train-lgbm": ("models",),
     "train-lstm": ("models",), "predict": ("models",), "blend": ("models",), "submission": (), "report": (),
-    "class99-study": (),
+    "class99-study": (), "adversarial": (),
 }
 
 

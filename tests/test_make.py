@@ -61,6 +61,7 @@ TABLE: dict[str, Run | DryRun] = {
     "check-data": Run(says="headers OK"),
     "features": Run(makes=("build/{name}/features_train.parquet", "build/{name}/features_test.parquet")),
     "sequences": Run(makes=("build/{name}/sequences_train/.done", "build/{name}/sequences_test/.done")),
+    "adversarial": Run(makes=("build/{name}/adversarial.json",), says="AUC"),
     "folds": Run(makes=("models/{name}/folds.csv",)),
     "train-lgbm": Run(makes=("models/{name}/lgbm/oof.parquet",)),
     "train-lstm": Run(makes=("models/{name}/lstm/oof.parquet",)),
