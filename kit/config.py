@@ -10,8 +10,10 @@ Artefact layout for a competition folder ``DATA`` named ``<name>``::
     build/<name>/features_test.parts/   resumable per-chunk parts of the test features
     build/<name>/source.json, models/<name>/source.json   the data folder they were made from
     build/<name>/sequences_<split>/     ragged passband sequences
+    build/<name>/adversarial.json       train-vs-test AUC (python -m kit adversarial)
     models/<name>/folds.csv             object_id,fold: shared by every model
     models/<name>/<model>/              fold models, oof.parquet, test.parquet, score.json
+    models/<name>/<model>/class99_study.json   every class-99 method scored against the truth
     submissions/<name>-<model>.csv.gz    (<name>-<model>-<method>.csv.gz for another class-99 method)
     reports/<name>/index.html
 """
