@@ -46,7 +46,7 @@ src = $(firstword $(wildcard $(DATA)/$(1) $(DATA)/$(1).gz) $(DATA)/$(1))
 TRAIN_FILES := $(call src,training_set.csv) $(call src,training_set_metadata.csv)
 TEST_FILES := $(call src,test_set.csv) $(call src,test_set_metadata.csv)
 KIT_SOURCES := $(shell find kit -name '*.py' 2>/dev/null)
-CLASS99_DEFAULT := product
+CLASS99_DEFAULT := third
 SUBMISSION := $(SUBMISSIONS)/$(NAME)-$(MODEL)$(if $(filter-out $(CLASS99_DEFAULT),$(CLASS99)),-$(CLASS99)).csv.gz
 
 # --- demo: a simulated competition served by the local stand-in Kaggle server ---------------------

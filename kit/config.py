@@ -41,8 +41,8 @@ class Config:
     workers
         Processes for featurisation and prediction.
     class99_galactic, class99_extragalactic
-        Class-99 scale: the mean class-99 probability given to galactic / extragalactic objects
-        (the product-based score is rescaled to this mean in each group).
+        Class-99 scale: the mean class-99 probability given to galactic / extragalactic objects by the
+        ``product`` and ``constant`` methods, the prior term of ``second`` (see :mod:`kit.class99`).
     class99_method
         How class 99 is added to a submission: one of ``kit.class99.METHODS`` (``python -m kit
         class99-study`` scores them all); submissions of another method than the default carry its

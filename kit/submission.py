@@ -103,7 +103,7 @@ def measure_rounding(n: int = 1_000_000, digits: int = SIGNIFICANT_DIGITS, seed:
     rng = np.random.default_rng(seed)
     galactic = rng.random(n) < 0.3
     raw = rng.dirichlet(np.full(len(survey.CLASSES), 0.3), size=n)
-    proba = class99.add_class99(class99.mask_by_group(raw, galactic), galactic, 0.014, 0.14)
+    proba = class99.add_class99(class99.mask_by_group(raw, galactic), galactic, 0.014, 0.14, "product")
     # truth: drawn from each row's own probabilities over the allowed classes plus 99
     cum = np.cumsum(proba, axis=1)
     idx = np.minimum((cum < rng.random(n)[:, None]).sum(axis=1), 14)

@@ -43,7 +43,7 @@ def test_mask_row_without_allowed_mass_becomes_uniform():
 
 def test_add_class99_group_means_equal_scales_and_rows_sum_to_one():
     proba, galactic = _random(200, seed=1)
-    out = add_class99(mask_by_group(proba, galactic), galactic, 0.014, 0.14)
+    out = add_class99(mask_by_group(proba, galactic), galactic, 0.014, 0.14, "product")
     assert out.shape == (200, 15)
     assert np.allclose(out.sum(axis=1), 1)
     assert out[galactic, -1].mean() == pytest.approx(0.014)
@@ -57,7 +57,7 @@ def test_add_class99_is_higher_for_uncertain_objects():
     confident[list(survey.CLASSES).index(90)] = 0.97
     confident[list(survey.CLASSES).index(42)] = 0.03
     uncertain = np.where(~GAL_COLS, 1.0 / (~GAL_COLS).sum(), 0.0)
-    out = add_class99(np.vstack([confident, uncertain]), np.array([False, False]), 0.0, 0.1)
+    out = add_class99(np.vstack([confident, uncertain]), np.array([False, False]), 0.0, 0.1, "product")
     assert out[1, -1] > out[0, -1]
     assert out[:, -1].mean() == pytest.approx(0.1)
 
@@ -65,7 +65,7 @@ def test_add_class99_is_higher_for_uncertain_objects():
 def test_add_class99_all_certain_group_gets_the_scale():
     proba = np.zeros((3, 14))
     proba[:, 0] = 1.0  # class 6, galactic, certain: prod(1 - p) = 0
-    out = add_class99(proba, np.ones(3, bool), 0.02, 0.14)
+    out = add_class99(proba, np.ones(3, bool), 0.02, 0.14, "product")
     assert np.allclose(out[:, -1], 0.02)
     assert np.allclose(out.sum(axis=1), 1)
 
