@@ -21,6 +21,8 @@ SIM_TRAIN ?= 2000
 SIM_TEST ?= 10000
 SEED ?= 42
 MODEL ?= $(if $(filter-out lgbm prior,$(TRAINED)),blend,lgbm)
+# class-99 method of the submission (product, constant, second, third, avocado; empty: the kit's default)
+CLASS99 ?=
 LSTM_ARGS ?=
 # LightGBM: feature sets (aggregate, gp) and whether it trains on the redshift-augmented copies (1) or not (0).
 LGBM_FEATURES ?= aggregate,gp
@@ -50,7 +52,8 @@ src = $(firstword $(wildcard $(DATA)/$(1) $(DATA)/$(1).gz) $(DATA)/$(1))
 TRAIN_FILES := $(call src,training_set.csv) $(call src,training_set_metadata.csv)
 TEST_FILES := $(call src,test_set.csv) $(call src,test_set_metadata.csv)
 KIT_SOURCES := $(shell find kit -name '*.py' 2>/dev/null)
-SUBMISSION := $(SUBMISSIONS)/$(NAME)-$(MODEL).csv.gz
+CLASS99_DEFAULT := third
+SUBMISSION := $(SUBMISSIONS)/$(NAME)-$(MODEL)$(if $(filter-out $(CLASS99_DEFAULT),$(CLASS99)),-$(CLASS99)).csv.gz
 
 # --- demo: a simulated competition served by the local stand-in Kaggle server ---------------------
 DEMO_SOURCE := data/sim-demo-kaggle
@@ -111,6 +114,9 @@ features: $(BUILD)/features_train.parquet ## aggregate features of train and tes
 gp-features: $(BUILD)/gp_features_train.parquet ## Gaussian-process light-curve features of train and test
 augment: $(BUILD)/features_augment.parquet ## redshift-augmented training copies with features (AUGMENT_COPIES=)
 sequences: $(BUILD)/sequences_train/.done ## ragged passband sequences of train and test for the LSTM
+.PHONY: adversarial
+adversarial: $(BUILD)/features_train.parquet ## AUC of a train-vs-test classifier on the features (+ photo-z weights, + augmented copies)
+	$(KIT) adversarial $(ARGS)
 
 # --- models ----------------------------------------------------------------------------------------
 # Every model of the registry (kit/models/__init__.py) trains with `kit train-<name>` into models/<name>/oof.parquet
@@ -168,18 +174,20 @@ blend: $(MODELS)/blend/test.parquet ## blend LightGBM, the LSTM and any other tr
 
 # --- submission --------------------------------------------------------------------------------------
 $(SUBMISSION): $(MODELS)/$(MODEL)/test.parquet $(call src,test_set_metadata.csv)
-	$(KIT) submission $(ARGS) --model $(MODEL)
+	$(KIT) submission $(ARGS) --model $(MODEL) $(if $(CLASS99),--class99 $(CLASS99))
 
 # FILE=path: validate, score or submit that file as it is; without it, the default submission (rebuilt if stale).
 CHECKED := $(or $(FILE),$(SUBMISSION))
 CHECKED_DEPS := $(if $(FILE),$(STAMP),$(SUBMISSION))
 
-.PHONY: submission validate score
-submission: $(SUBMISSION) ## add class 99 and write submissions/<name>-<model>.csv.gz
+.PHONY: submission validate score class99-study
+submission: $(SUBMISSION) ## add class 99 (CLASS99=method) and write submissions/<name>-<model>[-<method>].csv.gz
 validate: $(CHECKED_DEPS) ## check the submission (or FILE=path) against the test metadata
 	$(KIT) validate $(ARGS) --file '$(CHECKED)'
 score: $(CHECKED_DEPS) ## score the submission (or FILE=path) against the truth file, if there is one
 	$(KIT) score $(ARGS) --file '$(CHECKED)'
+class99-study: $(MODELS)/$(MODEL)/test.parquet $(call src,test_set_metadata.csv) ## score every class-99 method on MODEL's test predictions against the truth
+	$(KIT) class99-study $(ARGS) --model $(MODEL)
 
 # Outputs the kit writes atomically: kept whole when a later command fails or make is interrupted.
 .PRECIOUS: $(BUILD)/features_train.parquet $(BUILD)/features_test.parquet $(BUILD)/sequences_train/.done \

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from kit.class99 import METHODS
 from kit.config import Config
 from kit.errors import KitError
 from kit.models import REGISTRY
@@ -31,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("kit.kaggle.download", "download and unpack the competition files with the kaggle client"),
     "check-data": ("kit.data", "check a competition folder: files, headers, ids"),
     "features": ("kit.featurize", "aggregate features of the training and test light curves"),
+    "adversarial": ("kit.shift", "adversarial validation: AUC of a train-vs-test classifier on the features"),
     "sequences": ("kit.sequences", "ragged passband sequences for the LSTM"),
     "augment": ("kit.augment", "redshift-augmented copies of the training objects, with their features"),
     "folds": ("kit.folds", "the stratified fold assignment every model shares"),
@@ -42,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submission": ("kit.submission", "add class 99 and write the submission .csv.gz"),
     "validate": ("kit.validate", "check a submission file against the test metadata"),
     "score": ("kit.score", "score a submission against a truth file"),
+    "class99-study": ("kit.class99_study", "score every class-99 method on a model's test predictions (needs truth)"),
     "submit": ("kit.kaggle.submit", "validate and upload a submission, record it in the ledger"),
     "submissions": ("kit.kaggle.scores", "list our submissions and their scores"),
     "leaderboard": ("kit.kaggle.leaderboard", "show the top of the leaderboard and our place"),
@@ -59,7 +62,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 DATA_STAGES: dict[str, tuple[str, ...]] = {
     "features": ("build",), "augment": ("build",), "sequences": ("build",), "folds": ("models",),
     **{f"train-{name}": ("models",) for name in REGISTRY}, "predict": ("models",), "blend": ("models",),
-    "submission": (), "report": (),
+    "submission": (), "report": (), "class99-study": (), "adversarial": (),
 }
 
 
@@ -88,6 +91,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=defaults.seed)
     g.add_argument("--class99-galactic", type=float, default=defaults.class99_galactic)
     g.add_argument("--class99-extragalactic", type=float, default=defaults.class99_extragalactic)
+    g.add_argument("--class99", dest="class99_method", default=defaults.class99_method, choices=METHODS,
+                   help="class-99 method of the submission (default %(default)s; `python -m kit class99-study` "
+                   "scores them all)")
     g.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786) for featurisation")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging, and TensorFlow's own log lines")
 
@@ -105,6 +111,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         seed=args.seed,
         class99_galactic=args.class99_galactic,
         class99_extragalactic=args.class99_extragalactic,
+        class99_method=args.class99_method,
         scheduler=args.scheduler or None,
     )
 

@@ -10,9 +10,11 @@ Artefact layout for a competition folder ``DATA`` named ``<name>``::
     build/<name>/features_test.parts/   resumable per-chunk parts of the test features
     build/<name>/source.json, models/<name>/source.json   the data folder they were made from
     build/<name>/sequences_<split>/     ragged passband sequences
+    build/<name>/adversarial.json       train-vs-test AUC (python -m kit adversarial)
     models/<name>/folds.csv             object_id,fold: shared by every model
     models/<name>/<model>/              fold models, oof.parquet, test.parquet, score.json
-    submissions/<name>-<model>.csv.gz
+    models/<name>/<model>/class99_study.json   every class-99 method scored against the truth
+    submissions/<name>-<model>.csv.gz    (<name>-<model>-<method>.csv.gz for another class-99 method)
     reports/<name>/index.html
 """
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kit import survey
+from kit.class99 import DEFAULT_METHOD
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,12 @@ class Config:
     workers
         Processes for featurisation and prediction.
     class99_galactic, class99_extragalactic
-        Class-99 scale: the mean class-99 probability given to galactic / extragalactic objects
-        (the product-based score is rescaled to this mean in each group).
+        Class-99 scale: the mean class-99 probability given to galactic / extragalactic objects by the
+        ``product`` and ``constant`` methods, the prior term of ``second`` (see :mod:`kit.class99`).
+    class99_method
+        How class 99 is added to a submission: one of ``kit.class99.METHODS`` (``python -m kit
+        class99-study`` scores them all); submissions of another method than the default carry its
+        name (``submissions/<name>-<model>-<method>.csv.gz``).
     """
 
     data_dir: Path = Path("data/sim-demo")
@@ -53,6 +60,7 @@ class Config:
     seed: int = 42
     class99_galactic: float = 0.014
     class99_extragalactic: float = 0.14
+    class99_method: str = DEFAULT_METHOD
     scheduler: str | None = None
 
     def with_(self, **changes) -> Config:
@@ -128,7 +136,8 @@ class Config:
         return self.model_dir(model) / "score.json"
 
     def submission_path(self, model: str) -> Path:
-        return Path(self.submissions_dir) / f"{self.name}-{model}.csv.gz"
+        method = "" if self.class99_method == DEFAULT_METHOD else f"-{self.class99_method}"
+        return Path(self.submissions_dir) / f"{self.name}-{model}{method}.csv.gz"
 
     @property
     def ledger_path(self) -> Path:

@@ -103,7 +103,7 @@ def measure_rounding(n: int = 1_000_000, digits: int = SIGNIFICANT_DIGITS, seed:
     rng = np.random.default_rng(seed)
     galactic = rng.random(n) < 0.3
     raw = rng.dirichlet(np.full(len(survey.CLASSES), 0.3), size=n)
-    proba = class99.add_class99(class99.mask_by_group(raw, galactic), galactic, 0.014, 0.14)
+    proba = class99.add_class99(class99.mask_by_group(raw, galactic), galactic, 0.014, 0.14, "product")
     # truth: drawn from each row's own probabilities over the allowed classes plus 99
     cum = np.cumsum(proba, axis=1)
     idx = np.minimum((cum < rng.random(n)[:, None]).sum(axis=1), 14)
@@ -134,7 +134,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _default_model(config: Config) -> str:
+def default_model(config: Config) -> str:
+    """The model a submission is made from when none is named: the blend if it exists, else LightGBM."""
     return "blend" if config.test_pred_path("blend").exists() else "lgbm"
 
 
@@ -151,13 +152,14 @@ def read_galactic(metadata_path: Path) -> pd.DataFrame:
 
 
 def build_submission(object_ids: np.ndarray, proba: np.ndarray, galactic: np.ndarray, config: Config) -> np.ndarray:
-    """Mask by group and add class 99 with the config's scales: (n, 15) in submission order."""
+    """Mask by group and add class 99 by the config's method and scales: (n, 15) in submission order."""
     masked = class99.mask_by_group(proba, galactic)
-    return class99.add_class99(masked, galactic, config.class99_galactic, config.class99_extragalactic)
+    return class99.add_class99(masked, galactic, config.class99_galactic, config.class99_extragalactic,
+                               config.class99_method)
 
 
-def make_submission(config: Config, model: str) -> Path:
-    """Mask, add class 99 to ``model``'s test predictions and write its submission; the file's path."""
+def aligned_predictions(config: Config, model: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``model``'s test predictions in the test metadata's order: (object_ids, (n, 14) proba, galactic)."""
     pred_path = config.test_pred_path(model)
     if not pred_path.exists():
         raise InputError(f"{pred_path}: no test predictions for model '{model}'; run `python -m kit predict` first")
@@ -174,14 +176,22 @@ def make_submission(config: Config, model: str) -> Path:
             f"{extra.size} predicted but not in the metadata (e.g. {extra[:5].tolist()}), "
             f"{len(ids)} predictions for {len(meta_ids)} objects; predict the test set again"
         )
-    proba15 = build_submission(meta_ids, proba[order], meta["galactic"].to_numpy(), config)
-    return write_submission(config.submission_path(model), meta_ids, proba15)
+    return meta_ids, proba[order], meta["galactic"].to_numpy()
+
+
+def make_submission(config: Config, model: str) -> Path:
+    """Mask, add class 99 to ``model``'s test predictions and write its submission; the file's path.
+
+    The class-99 method is ``config.class99_method``; the file is ``config.submission_path(model)``.
+    """
+    ids, proba, galactic = aligned_predictions(config, model)
+    return write_submission(config.submission_path(model), ids, build_submission(ids, proba, galactic, config))
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
     from kit import validate
 
-    out = make_submission(config, args.model or _default_model(config))
+    out = make_submission(config, args.model or default_model(config))
     validate.check_submission(out, config.test_metadata)
     print(out)
     return 0

@@ -89,3 +89,18 @@ def test_make_keeps_the_outputs_a_failed_command_finished(tmp_path, ending):
     assert done.returncode != 0
     assert "Deleting file" not in done.stdout + done.stderr
     assert finished.read_text() == "finished\n"
+
+
+def test_class99_method_names_its_own_submission(competition, tmp_path):
+    from kit import class99
+
+    out = tmp_path / "out"
+    other = "avocado" if class99.DEFAULT_METHOD != "avocado" else "third"
+    planned = make("-n", "-B", "submission", f"CLASS99={other}", out=out, data=competition)
+    assert planned.returncode == 0, planned.stderr
+    assert f"--class99 {other}" in planned.stdout
+    assert f"{out / 'submissions'}/{competition.name}-lgbm-{other}.csv.gz" in make(
+        "-n", "-B", "validate", f"CLASS99={other}", out=out, data=competition).stdout
+    # the Makefile's idea of the default method is the kit's: its submission keeps the plain name
+    default = make("-n", "-B", "validate", f"CLASS99={class99.DEFAULT_METHOD}", out=out, data=competition).stdout
+    assert f"{competition.name}-lgbm.csv.gz'" in default

@@ -94,3 +94,25 @@ def test_submission_command_rejects_mismatched_ids(tmp_path, competition, capsys
     assert cli.main(["submission", *_args(tmp_path, competition)]) == 2
     err = capsys.readouterr().err
     assert "do not match" in err and "[45]" in err and "[999]" in err
+
+
+def test_submission_command_class99_method(tmp_path, competition):
+    from kit import class99
+
+    _save(tmp_path, "lgbm", IDS)
+    galactic = np.asarray(PHOTOZ) == 0
+    _, proba = files.load_proba(tmp_path / "models" / "tiny" / "lgbm" / "test.parquet")
+    other = "avocado" if class99.DEFAULT_METHOD != "avocado" else "third"
+    assert cli.main(["submission", *_args(tmp_path, competition), "--class99", other]) == 0
+    out = tmp_path / "subs" / f"tiny-lgbm-{other}.csv.gz"  # another method than the default: its own file
+    assert validate_submission(out, competition / survey.TEST_METADATA) == []
+    expected = class99.class99_probability(proba, galactic, other)
+    assert np.allclose(pd.read_csv(out)["class_99"], expected, rtol=5e-4)
+    assert not (tmp_path / "subs" / "tiny-lgbm.csv.gz").exists()
+    # the default method keeps the plain name
+    assert cli.main(["submission", *_args(tmp_path, competition)]) == 0
+    default = pd.read_csv(tmp_path / "subs" / "tiny-lgbm.csv.gz")["class_99"]
+    assert np.allclose(default, class99.class99_probability(proba, galactic, class99.DEFAULT_METHOD), rtol=5e-4)
+    assert not np.allclose(default, expected, rtol=1e-2)
+    with pytest.raises(SystemExit):  # argparse names the methods it knows
+        cli.main(["submission", *_args(tmp_path, competition), "--class99", "fourth"])

@@ -243,8 +243,10 @@ def _section_settings(page, config: Config) -> None:
     else:
         page.note(f"{path} not found")
     page.table(pd.DataFrame([
-        {"setting": "class99_galactic (mean P99 of galactic objects)", "value": config.class99_galactic},
-        {"setting": "class99_extragalactic (mean P99 of extragalactic objects)", "value": config.class99_extragalactic},
+        {"setting": "class99_method (kit/class99.py)", "value": config.class99_method},
+        {"setting": "class99_galactic (galactic scale: product, constant, second)", "value": config.class99_galactic},
+        {"setting": "class99_extragalactic (extragalactic scale: product, constant, second)",
+         "value": config.class99_extragalactic},
     ]))
 
 

@@ -1,0 +1,155 @@
+"""Which class-99 method scores best: every method of :mod:`kit.class99` on one model's test predictions.
+
+Needs the truth (``test_truth.csv``: a simulated competition or the unblinded Zenodo import). Each method's
+submission is built exactly as ``python -m kit submission --class99 <method>`` builds it (mask, class 99,
+rounding to the written digits) and scored as ``python -m kit score`` scores the file: the total weighted
+log loss, the galactic and extragalactic figures, and class 99's own term (its share of the total, i.e.
+``2 * mean(-ln p99 over the true unknowns) / sum of the weights``). With ``--write`` the submissions are
+also written (``submissions/<name>-<model>[-<method>].csv.gz``) for uploading the ones a user wants to
+compare on the real leaderboard.
+
+Result: ``models/<name>/<model>/class99_study.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kit import class99, files, score, submission, survey
+from kit.config import Config
+from kit.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def study_path(config: Config, model: str) -> Path:
+    return config.model_dir(model) / "class99_study.json"
+
+
+def submission_frame(object_ids: np.ndarray, proba15: np.ndarray, digits: int = submission.SIGNIFICANT_DIGITS):
+    """The frame ``kit.score`` reads back from a written submission: rounded, float32 columns."""
+    rounded = submission.round_significant(proba15, digits).astype(np.float32)
+    frame = pd.DataFrame(rounded, columns=list(survey.SUBMISSION_COLUMNS[1:]))
+    frame.insert(0, survey.OBJECT_ID, np.asarray(object_ids, dtype=np.int64))
+    return frame
+
+
+def score_methods(
+    object_ids: np.ndarray,
+    proba: np.ndarray,
+    galactic: np.ndarray,
+    truth_path: Path,
+    metadata_path: Path,
+    config: Config,
+    methods: tuple[str, ...] = class99.METHODS,
+) -> dict[str, dict]:
+    """Score each class-99 method on one set of test predictions.
+
+    Parameters
+    ----------
+    object_ids, proba, galactic
+        The test objects (metadata order), their (n, 14) probabilities and galactic flags
+        (:func:`kit.submission.aligned_predictions`).
+    truth_path, metadata_path
+        ``test_truth.csv`` and ``test_set_metadata.csv``.
+    config
+        Supplies the class-99 scales (``product``, ``constant``, ``second``).
+
+    Returns
+    -------
+    dict
+        method -> {overall, galactic, extragalactic, class99_term, class99_loss, mean_p99_galactic,
+        mean_p99_extragalactic}; losses are the competition metric, as ``kit.score`` reports them.
+    """
+    g = np.asarray(galactic, dtype=bool)
+    results = {}
+    for method in methods:
+        proba15 = submission.build_submission(object_ids, proba, g, config.with_(class99_method=method))
+        scored = score.score_submission(submission_frame(object_ids, proba15), truth_path, metadata_path)
+        unknown = scored["per_class"].get(str(survey.CLASS_UNKNOWN))
+        results[method] = {
+            "overall": scored["overall"],
+            "galactic": scored["groups"].get("galactic", {}).get("loss"),
+            "extragalactic": scored["groups"].get("extragalactic", {}).get("loss"),
+            "class99_term": unknown["contribution"] if unknown else 0.0,
+            "class99_loss": unknown["loss"] if unknown else None,
+            "mean_p99_galactic": float(proba15[g, -1].mean()) if g.any() else None,
+            "mean_p99_extragalactic": float(proba15[~g, -1].mean()) if (~g).any() else None,
+        }
+        log.info("class 99 %s: %.5f", method, scored["overall"])
+    return results
+
+
+def best_method(results: dict[str, dict], key: str = "overall") -> str:
+    """The method with the lowest ``key`` (ties: the first in ``class99.METHODS`` order)."""
+    scored = {m: r[key] for m, r in results.items() if r[key] is not None}
+    return min(scored, key=scored.get)
+
+
+def format_table(results: dict[str, dict]) -> str:
+    """Plain-text table: one row per method, the best overall marked with ``*``."""
+    best = best_method(results)
+
+    def num(x) -> str:
+        return f"{x:>9.5f}" if x is not None else f"{'-':>9}"
+
+    lines = [f"{'method':<10} {'overall':>9} {'galactic':>9} {'extragal':>9} {'99 term':>9} {'99 loss':>9} "
+             f"{'p99 gal':>9} {'p99 ext':>9}"]
+    for method, r in results.items():
+        lines.append(
+            f"{method:<10} {num(r['overall'])} {num(r['galactic'])} {num(r['extragalactic'])} "
+            f"{num(r['class99_term'])} {num(r['class99_loss'])} {num(r['mean_p99_galactic'])} "
+            f"{num(r['mean_p99_extragalactic'])}" + ("  *" if method == best else "")
+        )
+    return "\n".join(lines)
+
+
+# --- command ------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None,
+                        help="model whose test predictions to study (default: blend if present, else lgbm)")
+    parser.add_argument("--methods", nargs="+", choices=class99.METHODS, default=list(class99.METHODS),
+                        help="methods to score (default: all)")
+    parser.add_argument("--write", action="store_true",
+                        help="also write each method's submission (submissions/<name>-<model>[-<method>].csv.gz)")
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    if not config.truth.exists():
+        raise InputError(
+            f"{config.truth} does not exist: the class-99 study needs the truth (a simulated competition or "
+            "`python -m kit import-zenodo`); on Kaggle's own data submit with --class99 METHOD and compare "
+            "the leaderboard scores instead"
+        )
+    model = args.model or submission.default_model(config)
+    ids, proba, galactic = submission.aligned_predictions(config, model)
+    results = score_methods(ids, proba, galactic, config.truth, config.test_metadata, config, tuple(args.methods))
+    if args.write:
+        for method in args.methods:
+            cfg = config.with_(class99_method=method)
+            out = submission.write_submission(cfg.submission_path(model), ids,
+                                              submission.build_submission(ids, proba, galactic, cfg))
+            print(f"wrote {out}")
+    best = best_method(results)
+    summary = {
+        "model": model,
+        "data": str(config.data_dir),
+        "scales": {"galactic": config.class99_galactic, "extragalactic": config.class99_extragalactic},
+        "default": class99.DEFAULT_METHOD,
+        "best": best,
+        "methods": results,
+    }
+    print(f"class 99 on {model}'s test predictions ({len(ids)} objects), weighted log loss:")
+    print(format_table(results))
+    print(f"best: {best} (--class99 {best}; default {class99.DEFAULT_METHOD})")
+    out = study_path(config, model)
+    files.write_json(out, summary)
+    print(f"wrote {out}")
+    return 0
