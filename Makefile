@@ -27,6 +27,8 @@ LSTM_ARGS ?=
 # LightGBM: feature sets (aggregate, gp) and whether it trains on the redshift-augmented copies (1) or not (0).
 LGBM_FEATURES ?= aggregate,gp
 AUGMENT ?= 1
+REWEIGHT ?= 0
+LGBM_ARGS ?=
 AUGMENT_COPIES ?= 40
 GALACTIC_COPIES ?= 10
 KERNEL_DIR ?= kernels/lstm
@@ -140,7 +142,8 @@ LGBM_TRAIN_FILES := $(call feature_files,train) $(if $(filter 1,$(AUGMENT)),$(ca
 
 lgbm_TRAIN = $(LGBM_TRAIN_FILES)
 lgbm_TEST = $(call feature_files,test)
-lgbm_ARGS = --features $(LGBM_FEATURES) $(if $(filter 1,$(AUGMENT)),--augmented)
+lgbm_ARGS = --features $(LGBM_FEATURES) $(if $(filter 1,$(AUGMENT)),--augmented) \
+	$(if $(filter 1,$(REWEIGHT)),--reweight) $(LGBM_ARGS)
 lstm_TRAIN = $(BUILD)/sequences_train/.done $(BUILD)/features_train.parquet
 lstm_TEST = $(BUILD)/sequences_test/.done $(BUILD)/features_test.parquet
 lstm_ARGS = $(LSTM_ARGS)

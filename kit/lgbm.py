@@ -115,11 +115,14 @@ def train(
     kinds: tuple[str, ...] = ("aggregate",),
     augmented: bool = False,
     pseudo_from=None,
+    reweight: bool = False,
 ) -> dict:
     """Train the fold models, save them with the OOF predictions; return the score summary.
 
     ``kinds`` are the feature sets used side by side; with ``augmented`` the redshift-augmented copies
     (``make augment``) join the training part of every fold whose validation part does not hold their parent.
+    With ``reweight`` each fold's training weights are moved toward the test set's photo-z distribution
+    (:func:`kit.shift.photoz_weights`; each class keeps its total weight).
     ``pseudo_from`` (a test.parquet of an earlier model) adds confidently predicted test objects to the training
     part of every fold (:func:`pseudo_labelled`).
     Out-of-fold predictions and scores are of the original objects only. Sample weights are the metric's,
@@ -155,6 +158,17 @@ def train(
         log.info("training with %d pseudo-labelled test objects (%s)", n_pseudo,
                  pseudo[survey.TARGET].value_counts().to_dict())
 
+    photoz_column = columns.index("hostgal_photoz")
+    test_photoz = _test_photoz(config) if reweight else None
+
+    def fit_weights(y_tr: np.ndarray, x_tr: np.ndarray) -> np.ndarray:
+        base = metric.sample_weights(y_tr)
+        if test_photoz is None:
+            return base
+        from kit.shift import photoz_weights
+
+        return photoz_weights(x_tr[:, photoz_column], y_tr, test_photoz, base_weights=base)
+
     oof = np.zeros((len(y), len(survey.CLASSES)))
     importance = pd.DataFrame({"feature": columns, "gain": 0.0, "split": 0.0})
     fold_scores, rounds = [], []
@@ -165,7 +179,7 @@ def train(
             # early stopping watches the masked metric: the score reported for the fold
             booster = lgb.train(
                 settings.params(config.seed + k, config.workers),
-                lgb.Dataset(x_fit[tr], class_index(y_fit[tr]), weight=metric.sample_weights(y_fit[tr]),
+                lgb.Dataset(x_fit[tr], class_index(y_fit[tr]), weight=fit_weights(y_fit[tr], x_fit[tr]),
                             feature_name=columns),
                 num_boost_round=settings.max_rounds,
                 valid_sets=[lgb.Dataset(x[va], class_index(y[va]), weight=metric.sample_weights(y[va]),
@@ -194,6 +208,7 @@ def train(
             "feature_sets": list(kinds),
             "augmented_copies": int(len(y_fit) - len(y) - n_pseudo),
             "pseudo_labels": n_pseudo,
+            "photoz_reweighting": reweight,
             "settings": asdict(settings),
         }
         write_json(out / "features.json", columns)
@@ -210,6 +225,14 @@ def load_models(config: Config) -> tuple[list[lgb.Booster], list[str]]:
     if not paths:
         raise InputError(f"{out}: no LightGBM models. Run `make train-lgbm` first.")
     return [lgb.Booster(model_file=str(p)) for p in paths], read_json(out / "features.json")
+
+
+def _test_photoz(config: Config) -> np.ndarray:
+    """The test objects' photo-z, from the aggregate test features (or the test metadata if not built)."""
+    path = config.features_path("test")
+    if path.exists():
+        return pd.read_parquet(path, columns=["hostgal_photoz"])["hostgal_photoz"].to_numpy(np.float64)
+    return data.read_metadata(config.test_metadata)["hostgal_photoz"].to_numpy(np.float64)
 
 
 def feature_sets(config: Config) -> tuple[str, ...]:
@@ -290,6 +313,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", default="aggregate",
                         help="comma-separated feature sets: aggregate, gp (default %(default)s)")
     parser.add_argument("--augmented", action="store_true", help="train on the augmented copies too (make augment)")
+    parser.add_argument("--reweight", action="store_true",
+                        help="weight training objects toward the test set's photo-z distribution")
     parser.add_argument("--pseudo-labels", type=Path, default=None, metavar="TEST_PARQUET",
                         help="add test objects an earlier model (its test.parquet) predicts as SN Ia/II with p>=0.985")
 
@@ -297,7 +322,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, config: Config) -> int:
     kinds = tuple(k.strip() for k in args.features.split(",") if k.strip())
     settings = LGBMSettings(learning_rate=args.learning_rate, max_rounds=args.max_rounds)
-    summary = train(config, settings, kinds, args.augmented, args.pseudo_labels)
+    summary = train(config, settings, kinds, args.augmented, args.pseudo_labels, args.reweight)
     print(
         f"LightGBM OOF weighted log loss {summary['oof']:.4f} "
         f"(class prior {summary['class_prior_oof']:.4f}; folds {', '.join(f'{s:.3f}' for s in summary['folds'])}) "

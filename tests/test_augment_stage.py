@@ -106,3 +106,22 @@ def test_pseudo_labels_are_the_confident_sn_predictions_capped_and_train_in_ever
     summary = lgbm.train(config, lgbm.LGBMSettings(max_rounds=5, early_stopping=2), ("aggregate",),
                          pseudo_from=tmp_path / "test.parquet")
     assert summary["pseudo_labels"] == 5
+
+
+def test_reweighting_moves_photoz_weights_and_keeps_each_class_total(built, monkeypatch):
+    config, _ = built
+    weights = []
+    real_dataset = lgbm.lgb.Dataset
+
+    def spy(x, label=None, weight=None, **kw):
+        weights.append((np.asarray(label), np.asarray(weight)))
+        return real_dataset(x, label, weight=weight, **kw)
+
+    monkeypatch.setattr(lgbm.lgb, "Dataset", spy)
+    summary = lgbm.train(config, lgbm.LGBMSettings(max_rounds=3, early_stopping=2), ("aggregate",), reweight=True)
+    assert summary["photoz_reweighting"] is True
+    label, weight = weights[0]  # fold 0's training part
+    plain = lgbm.metric.sample_weights(np.asarray(survey.CLASSES)[label])
+    assert not np.allclose(weight, plain)
+    for c in np.unique(label):
+        assert weight[label == c].sum() == pytest.approx(plain[label == c].sum())
