@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import erf
 
-from kit import gp, idsets, survey
+from kit import gp, survey
 from kit.features import luminosity_distance_mpc
 
 #: Ids of copies start here (above any real PLAsTiCC id, within int32).
@@ -169,14 +169,7 @@ def augment(
         The copies' rows (Kaggle's columns and dtypes) and metadata (Kaggle's columns, ``target`` and
         ``parent_id``), ids from ``first_id`` up.
     """
-    ids = lc[survey.OBJECT_ID].to_numpy()
-    order = None if idsets.is_sorted(ids) else np.argsort(ids, kind="stable")
-    col = {k: (lc[k].to_numpy() if order is None else lc[k].to_numpy()[order])
-           for k in ("mjd", "passband", "flux", "flux_err")}
-    ids = ids if order is None else ids[order]
-    run = idsets.run_starts(ids)
-    starts = np.append(run, ids.size).astype(np.int64)
-    parents = ids[run]
+    parents, starts, col = gp.object_arrays(lc)
     m = meta.set_index(survey.OBJECT_ID).reindex(parents)
     fit = gp.fit(starts, col["mjd"], col["passband"], col["flux"], col["flux_err"])
     peak_time = _peak_times(fit)

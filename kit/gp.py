@@ -34,7 +34,7 @@ import numpy as np
 from numba.extending import get_cython_function_address
 from threadpoolctl import threadpool_limits
 
-from kit import survey
+from kit import idsets, survey
 
 #: Wavelength length scale (Å), fixed (avocado's package value).
 WAVELENGTH_SCALE_A = 6000.0
@@ -54,6 +54,8 @@ NIGHT_D = 0.5
 #: Relative jitter on the kernel's diagonal that keeps factorisations stable.
 JITTER = 1e-8
 SQRT3 = math.sqrt(3.0)
+#: Squared scaled distance beyond which the correlation is taken as 0: (1 + r) e^-r < 1e-15 for r = sqrt(3 * 500).
+NEGLIGIBLE_R2 = 500.0
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,21 @@ def fit(
         background=background, scale=scale, time_scale=params[:, 0], amplitude=params[:, 1] * scale,
         log_likelihood=params[:, 2], wavelength_scale=float(wavelength_scale),
     )
+
+
+def object_arrays(lightcurves) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The rows of a light-curve frame grouped by object, as :func:`fit` takes them.
+
+    Returns the object ids (ascending), their row starts plus the row count, and the ``mjd``, ``passband``,
+    ``flux`` and ``flux_err`` arrays (rows stably sorted by object when they were not already).
+    """
+    ids = lightcurves[survey.OBJECT_ID].to_numpy()
+    order = None if idsets.is_sorted(ids) else np.argsort(ids, kind="stable")
+    col = {k: (lightcurves[k].to_numpy() if order is None else lightcurves[k].to_numpy()[order])
+           for k in ("mjd", "passband", "flux", "flux_err")}
+    ids = ids if order is None else ids[order]
+    run = idsets.run_starts(ids)
+    return ids[run], np.append(run, ids.size).astype(np.int64), col
 
 
 def predict(
@@ -291,7 +308,14 @@ def _correlation(t, w, log_lt, inv_lw, C):
     for i in range(n):
         C[i, i] = 1.0
         for j in range(i):
-            c = _matern(t[i] - t[j], w[i] - w[j], inv_lt, inv_lw)
+            dt = (t[i] - t[j]) * inv_lt
+            dw = (w[i] - w[j]) * inv_lw
+            r2 = dt * dt + dw * dw
+            if r2 > NEGLIGIBLE_R2:  # far apart in units of the length scales: no exp or sqrt
+                c = 0.0
+            else:
+                r = math.sqrt(3.0 * r2)
+                c = (1.0 + r) * math.exp(-r)
             C[i, j] = c
             C[j, i] = c
 

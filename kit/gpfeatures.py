@@ -26,7 +26,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from kit import gp, idsets, survey
+from kit import gp, survey
 from kit.features import _ratio, _to_feature_dtype, luminosity_distance_mpc
 
 #: Objects fitted at a time: a fit holds each object's Cholesky factor (n x n: about 130 kB for a WFD object),
@@ -74,14 +74,7 @@ def build_gp_features(lightcurves: pd.DataFrame, metadata: pd.DataFrame | None) 
     pandas.DataFrame
         One row per object, indexed by ``object_id`` (ascending), float32 columns.
     """
-    ids = lightcurves[survey.OBJECT_ID].to_numpy()
-    order = None if idsets.is_sorted(ids) else np.argsort(ids, kind="stable")
-    col = {k: (lightcurves[k].to_numpy() if order is None else lightcurves[k].to_numpy()[order])
-           for k in ("mjd", "passband", "flux", "flux_err")}
-    ids = ids if order is None else ids[order]
-    run = idsets.run_starts(ids)
-    starts = np.append(run, ids.size).astype(np.int64)
-    object_ids = ids[run]
+    object_ids, starts, col = gp.object_arrays(lightcurves)
     if metadata is not None and len(metadata):
         metadata = metadata[metadata[survey.OBJECT_ID].isin(object_ids)]
     parts = []
