@@ -27,7 +27,7 @@ LSTM_ARGS ?=
 # LightGBM: feature sets (aggregate, gp) and whether it trains on the redshift-augmented copies (1) or not (0).
 LGBM_FEATURES ?= aggregate,gp
 AUGMENT ?= 1
-REWEIGHT ?= 0
+REWEIGHT ?= 1
 LGBM_ARGS ?=
 AUGMENT_COPIES ?= 40
 GALACTIC_COPIES ?= 10
@@ -54,7 +54,7 @@ src = $(firstword $(wildcard $(DATA)/$(1) $(DATA)/$(1).gz) $(DATA)/$(1))
 TRAIN_FILES := $(call src,training_set.csv) $(call src,training_set_metadata.csv)
 TEST_FILES := $(call src,test_set.csv) $(call src,test_set_metadata.csv)
 KIT_SOURCES := $(shell find kit -name '*.py' 2>/dev/null)
-CLASS99_DEFAULT := third
+CLASS99_DEFAULT := constant
 SUBMISSION := $(SUBMISSIONS)/$(NAME)-$(MODEL)$(if $(filter-out $(CLASS99_DEFAULT),$(CLASS99)),-$(CLASS99)).csv.gz
 
 # --- demo: a simulated competition served by the local stand-in Kaggle server ---------------------
