@@ -438,8 +438,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dense-units", type=int, nargs="+", default=None, help="seed: 512 256 128 64")
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--length-buckets", type=int, default=None,
-                        help="training batches from this many length buckets (default 1: random batches, which batch "
-                             "normalisation needs; more save padding)")
+                        help="training batches from this many length buckets (default 4; --bucket-mix of the objects "
+                             "move at random, so batches mix DDF and WFD; 1: random batches, most padding)")
     parser.add_argument("--bucket-mix", type=float, default=None,
                         help="share of objects moved to a random bucket when --length-buckets > 1 (default 0.25)")
     parser.add_argument("--max-folds", type=int, default=None, help="train only the first folds (no OOF file)")
