@@ -42,7 +42,7 @@ step "GP features";       timed make --no-print-directory gp-features DATA=$DATA
 step "augmentation";      timed make --no-print-directory augment DATA=$DATA $DEMO_AUGMENT
 step "LightGBM";          timed make --no-print-directory train-lgbm DATA=$DATA $DEMO_AUGMENT
 step "sequences";         timed make --no-print-directory sequences DATA=$DATA
-step "LSTM";              timed make --no-print-directory train-lstm DATA=$DATA LSTM_ARGS="${DEMO_LSTM_ARGS:---epochs 12}"
+step "LSTM";              timed make --no-print-directory train-lstm DATA=$DATA LSTM_ARGS="${DEMO_LSTM_ARGS:---epochs 6}"
 step "predict + blend";   timed make --no-print-directory predict blend DATA=$DATA
 step "submission";        timed make --no-print-directory submission validate DATA=$DATA MODEL=blend
 step "local score";       timed make --no-print-directory score DATA=$DATA MODEL=blend
