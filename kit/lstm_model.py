@@ -82,14 +82,14 @@ class LSTMSettings:
 DEMO = LSTMSettings(units=32, dense_units=(128, 64, 32, 16), epochs=15, patience=4, batch_size=64)
 
 
-def build_model(settings: LSTMSettings, n_aggregates: int) -> keras.Model:
-    """Masked stacked LSTM over the steps, concatenated with the standardised aggregates, then dense blocks.
+def build_encoder(settings: LSTMSettings) -> keras.Model:
+    """The sequence encoder: ``{"seq": (batch, steps, 10) zero-padded}`` -> (batch, units), named ``"encoder"``.
 
-    Inputs: ``{"seq": (batch, steps, 10) zero-padded, "agg": (batch, n_aggregates)}``; output: (batch, 14)
-    softmax over ``survey.CLASSES``. The LSTM settings keep Keras on its cuDNN kernel when a GPU is there.
+    A masked stacked LSTM. It is the part of the network that sees the light curve, so it is also what
+    self-supervised pretraining trains and fine-tuning loads (by this name). The LSTM settings keep Keras on
+    its cuDNN kernel when a GPU is there.
     """
     seq_in = keras.Input(shape=(None, N_FEATURES), name="seq")
-    agg_in = keras.Input(shape=(n_aggregates,), name="agg")
     h = layers.Masking(mask_value=0.0)(seq_in)
     for i in range(settings.lstm_layers):
         h = layers.LSTM(
@@ -102,6 +102,18 @@ def build_model(settings: LSTMSettings, n_aggregates: int) -> keras.Model:
             dropout=settings.lstm_dropout,
             return_sequences=i < settings.lstm_layers - 1,
         )(h)
+    return keras.Model({"seq": seq_in}, h, name="encoder")
+
+
+def build_model(settings: LSTMSettings, n_aggregates: int, encoder: keras.Model | None = None) -> keras.Model:
+    """The encoder (:func:`build_encoder`, or a pretrained one) concatenated with the aggregates, then dense blocks.
+
+    Inputs: ``{"seq": (batch, steps, 10) zero-padded, "agg": (batch, n_aggregates)}``; output: (batch, 14)
+    softmax over ``survey.CLASSES``.
+    """
+    seq_in = keras.Input(shape=(None, N_FEATURES), name="seq")
+    agg_in = keras.Input(shape=(n_aggregates,), name="agg")
+    h = (encoder or build_encoder(settings))({"seq": seq_in})
     h = layers.BatchNormalization()(h)
     h = layers.Concatenate()([h, agg_in])
     for units, rate in zip(settings.dense_units, settings.dense_dropout, strict=True):
