@@ -163,22 +163,31 @@ def recalibrate_batch_norm(model, seqs: Sequences, pos: np.ndarray, agg: np.ndar
     the training objects, in inference mode (the mode they serve in), layer after layer in network order so each
     sees the inputs the already recalibrated layers before it give. Returns the number of layers set.
     """
+    def batches():
+        for batch, x, _ in iter_batches(seqs, pos, batch_size, max_len):
+            yield {"seq": _pad_rows(network_steps(x), batch_size), "agg": _pad_rows(agg[batch], batch_size)}, len(batch)
+
+    return recalibrate_batch_norm_on(model, batches, len(pos))
+
+
+def recalibrate_batch_norm_on(model, batches, n: int) -> int:
+    """:func:`recalibrate_batch_norm` for any model inputs: ``batches()`` yields ``(inputs, rows)`` over the ``n``
+    objects (of each batch, the first ``rows`` rows are real; the others, padding, are left out)."""
     from kit.lstm_model import keras
 
     layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    if not layers or not len(pos):
+    if not layers or not n:
         return 0
     probe = keras.Model(model.input, [layer.input for layer in layers])
     for i, layer in enumerate(layers):
         total = squares = 0.0
-        for batch, x, _ in iter_batches(seqs, pos, batch_size, max_len):
-            inputs = {"seq": _pad_rows(network_steps(x), batch_size), "agg": _pad_rows(agg[batch], batch_size)}
-            h = np.asarray(probe.predict_on_batch(inputs)[i], np.float64)[: len(batch)]
+        for inputs, rows in batches():
+            h = np.asarray(probe.predict_on_batch(inputs)[i], np.float64)[:rows]
             total = total + h.sum(axis=0)
             squares = squares + (h * h).sum(axis=0)
-        mean = total / len(pos)
+        mean = total / n
         layer.moving_mean.assign(mean.astype(np.float32))
-        layer.moving_variance.assign(np.maximum(squares / len(pos) - mean**2, 0.0).astype(np.float32))
+        layer.moving_variance.assign(np.maximum(squares / n - mean**2, 0.0).astype(np.float32))
     return len(layers)
 
 
@@ -287,24 +296,24 @@ def load_models(config: Config) -> tuple[list, list, dict]:
     return models, [Scaler.load(out / f"scaler_fold{k}.json") for k in range(n)], saved["settings"]
 
 
-def fold_aggregates(scalers: list, frame: pd.DataFrame, where: str) -> np.ndarray:
+def fold_aggregates(scalers: list, frame: pd.DataFrame, where: str, model: str = MODEL) -> np.ndarray:
     """(n, folds, n_aggregates): the frame's aggregates scaled by each fold's scaler (for :class:`FoldMean`)."""
     columns = scalers[0].columns
     missing = [c for c in columns if c not in frame]
     if missing:
-        raise InputError(f"{where}: lacks columns {missing[:5]} the LSTM was trained on; rebuild the features "
-                         "(make features) or retrain the LSTM (make train-lstm).")
+        raise InputError(f"{where}: lacks columns {missing[:5]} the {model} network was trained on; rebuild the "
+                         f"features (make features) or retrain it (make train-{model}).")
     raw = frame[columns].to_numpy(np.float64)
     return np.stack([s.transform(raw) for s in scalers], axis=1)
 
 
-def _count_wrong_group(config: Config, proba: np.ndarray, galactic: np.ndarray) -> int:
-    """Log and record in score.json the test rows with all their probability on the other group."""
+def count_wrong_group(config: Config, proba: np.ndarray, galactic: np.ndarray, model: str = MODEL) -> int:
+    """Log and record in ``model``'s score.json the test rows with all their probability on the other group."""
     n = int(wrong_group_rows(proba, galactic).sum())
     if n:
-        log.warning("lstm: %d of %d test rows put all their probability on the other galactic group "
-                    "(made uniform by the group mask)", n, len(proba))
-    path = config.score_path(MODEL)
+        log.warning("%s: %d of %d test rows put all their probability on the other galactic group "
+                    "(made uniform by the group mask)", model, n, len(proba))
+    path = config.score_path(model)
     if path.exists():
         score = read_json(path)
         score["wrong_group_rows"] = {**score.get("wrong_group_rows", {}), "test": n}
@@ -343,7 +352,7 @@ def predict_test(config: Config) -> tuple[np.ndarray, np.ndarray]:
     ids_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
     raw_all = np.concatenate(raw) if raw else np.zeros((0, len(survey.CLASSES)))
     galactic_all = np.concatenate(galactic) if galactic else np.zeros(0, bool)
-    _count_wrong_group(config, raw_all, galactic_all)
+    count_wrong_group(config, raw_all, galactic_all)
     proba = mask_by_group(raw_all, galactic_all)
     save_proba(config.test_pred_path(MODEL), ids_all, proba)
     return ids_all, proba

@@ -134,7 +134,8 @@ class FoldMean(keras.Model):
     """The mean of several models' outputs as one model (the fold models of a trained network).
 
     Predicting through it compiles one function for all folds; calling each fold model's ``predict_on_batch``
-    in turn compiles one per fold, which TensorFlow reports as retracing. ``agg`` is either shared,
+    in turn compiles one per fold, which TensorFlow reports as retracing. Every input but ``agg`` goes to every
+    member as it is (``seq`` for the LSTM, ``img`` for the CNN); ``agg`` is either shared,
     (batch, n_aggregates), or one per member, (batch, n_members, n_aggregates): each fold scales the aggregates
     with its own scaler.
     """
@@ -146,7 +147,7 @@ class FoldMean(keras.Model):
     def call(self, inputs, training=False):
         agg = inputs["agg"]
         own = len(agg.shape) == 3
-        outs = [m({"seq": inputs["seq"], "agg": agg[:, k] if own else agg}, training=False)
+        outs = [m({**inputs, "agg": agg[:, k] if own else agg}, training=False)
                 for k, m in enumerate(self.members)]
         return keras.ops.mean(keras.ops.stack(outs), axis=0)
 
