@@ -26,7 +26,8 @@ def _images_of(frame, index=None):
 
 
 def test_bins_are_the_documented_ones():
-    np.testing.assert_allclose(dmdt.DT_EDGES_D[:8], [0, 1 / 96, 0.022593, 0.049003, 0.10628, 0.23052, 0.5, 1.0], rtol=1e-4)
+    night = [0, 1 / 96, 0.022593, 0.049003, 0.10628, 0.23052, 0.5, 1.0]
+    np.testing.assert_allclose(dmdt.DT_EDGES_D[:8], night, rtol=1e-4)
     np.testing.assert_allclose(dmdt.DT_EDGES_D[7:], 1.51 ** np.arange(18), rtol=1e-2)
     assert dmdt.DT_EDGES_D[-1] == 1100.0 and dmdt.SHAPE == (24, 24, 11)
     assert dmdt.CHANNELS == ("u", "g", "r", "i", "z", "Y", "g-u", "r-g", "i-r", "z-i", "Y-z")
@@ -38,7 +39,8 @@ def test_bins_are_the_documented_ones():
 def test_a_hand_made_light_curve_gives_the_hand_computed_histogram():
     # days, passband, flux; the object's max |flux| is 100, so fluxes / s are 0.5, 1, -0.25, 0.5
     image = _images_of(_frame([(0.0, G, 50), (0.03, R, 100), (2.0, G, -25), (10.0, R, 50)]))[0]
-    # dt bins: 0.03 d in [0.0226, 0.0491) -> 2; 1.97 and 2 d in [1.51, 2.28) -> 8; 8, 9.97 and 10 d in [7.84, 11.8) -> 12
+    # dt bins: 0.03 d in [0.0226, 0.0490) -> 2; 1.97 and 2 d in [1.51, 2.28) -> 8;
+    #   8, 9.97 and 10 d in [7.84, 11.8) -> 12
     # dflux bins (edges in plain units: ... -1.214 | -0.737 | -0.447 ... 0 ... 0.447 | 0.737 | 1.214 | 2):
     #   -0.75 -> 1, -0.5 -> 2, 0 -> 12, 0.5 -> 21, 0.75 -> 22, 1.25 -> 23
     expected = np.zeros(dmdt.SHAPE, np.float32)
