@@ -19,20 +19,15 @@ Artefacts in ``config.model_dir("cnn")``: ``fold{k}.keras``, ``scaler_fold{k}.js
 from __future__ import annotations
 
 import argparse
-import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from kit import data, metric, survey
-from kit.class99 import mask_by_group, wrong_group_rows
 from kit.config import Config
 from kit.errors import InputError
-from kit.files import atomic_dir, read_json, save_proba, write_json
-from kit.sequences import SCALE_FEATURE, Sequences, load_sequences, mixed_batches
+from kit.files import read_json
+from kit.sequences import SCALE_FEATURE, Sequences, mixed_batches
 
-log = logging.getLogger(__name__)
 NAME = "cnn"
 NEEDS_SEQUENCES = True
 #: Training options of a kernel smoke run: small, one fold, two epochs.
@@ -40,7 +35,6 @@ SMOKE_ARGS = ["--preset", "demo", "--epochs", "2", "--patience", "2", "--max-fol
 #: Images are multiplied by this before the first convolution: pixels are densities summing to 1 over a channel's
 #: 576 pixels, so an occupied pixel is a few hundredths; times 24 (the square root of 576) it is of order 1.
 PIXEL_SCALE = 24.0
-PREDICT_BLOCK = 100_000  # test objects per block of the feature file read by predict_test
 
 
 @dataclass(frozen=True)
@@ -75,53 +69,32 @@ def build_model(settings: CNNSettings, n_aggregates: int, background: np.ndarray
     with the model).
     """
     from kit.dmdt import SHAPE
-    from kit.lstm_model import keras, layers
+    from kit.lstm_model import classifier, keras, layers
 
     img_in = keras.Input(shape=SHAPE, name="img")
-    agg_in = keras.Input(shape=(n_aggregates,), name="agg")
     offset = 0.0 if background is None else -PIXEL_SCALE * np.asarray(background, np.float32)
     h = layers.Rescaling(PIXEL_SCALE, offset, name="pixels")(img_in)
     for filters in settings.filters:
         h = layers.Conv2D(filters, settings.kernel_size, padding="same", activation="relu")(h)
         h = layers.MaxPooling2D(2)(h)
         h = layers.Dropout(settings.conv_dropout)(h)
-    h = layers.Flatten()(h)
-    h = layers.BatchNormalization()(h)
-    h = layers.Concatenate()([h, agg_in])
-    for units, rate in zip(settings.dense_units, settings.dense_dropout, strict=True):
-        h = layers.Dense(units)(h)
-        h = layers.ReLU()(h)
-        h = layers.BatchNormalization()(h)
-        h = layers.Dropout(rate)(h)
-    out = layers.Dense(len(survey.CLASSES), activation="softmax", name="proba")(h)
-    model = keras.Model({"img": img_in, "agg": agg_in}, out)
-    model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate),
-                  loss=keras.losses.CategoricalCrossentropy())
-    return model
+    return classifier({"img": img_in}, layers.Flatten()(h), n_aggregates, settings)
 
 
-def image_batches(seqs: Sequences, pos: np.ndarray, agg: np.ndarray, batch_size: int):
-    """Yield ``(inputs, rows)``: the dmdt images of objects ``pos`` (built now) and their aggregates ``agg``, in
-    order, every batch padded with zero rows to ``batch_size`` (one shape for the compiled predict function)."""
+def image_batches(seqs: Sequences, pos: np.ndarray, agg: np.ndarray, batch_size: int, settings=None):
+    """Yield ``(inputs, rows)`` (as :func:`kit.lstm.input_batches`): the dmdt images of objects ``pos[rows]``, built
+    now, and their aggregates, in order, every batch padded with zero rows to ``batch_size`` (one shape for the
+    compiled predict function). ``agg`` is (n, n_aggregates), or (n, folds, n_aggregates) for a FoldMean."""
     from kit.dmdt import dmdt_images
     from kit.lstm import _pad_rows
 
     for i in range(0, len(pos), batch_size):
-        images = dmdt_images(seqs.values, seqs.offsets, pos[i : i + batch_size])
-        yield {"img": _pad_rows(images, batch_size), "agg": _pad_rows(agg[i : i + batch_size], batch_size)}, len(images)
+        rows = np.arange(i, min(i + batch_size, len(pos)))
+        images = dmdt_images(seqs.values, seqs.offsets, pos[rows])
+        yield {"img": _pad_rows(images, batch_size), "agg": _pad_rows(agg[rows], batch_size)}, rows
 
 
-def predict_proba(model, seqs: Sequences, pos: np.ndarray, agg: np.ndarray, batch_size: int) -> np.ndarray:
-    """Softmax of ``model`` (one fold model, or :class:`kit.lstm_model.FoldMean` with ``agg`` (n, folds, n_agg))."""
-    out = np.zeros((len(pos), len(survey.CLASSES)), np.float64)
-    done = 0
-    for inputs, rows in image_batches(seqs, pos, agg, batch_size):
-        out[done : done + rows] = np.asarray(model.predict_on_batch(inputs), np.float64)[:rows]
-        done += rows
-    return out
-
-
-def _training_dataset(seqs, pos, agg, onehot, weights, batch_size: int, seed: int):
+def _training_dataset(seqs, pos, agg, onehot, weights, settings: CNNSettings, seed: int):
     """Random batches of images built on the fly, as a Keras PyDataset; new batches each epoch."""
     from kit.dmdt import dmdt_images
     from kit.lstm_model import keras
@@ -135,7 +108,7 @@ def _training_dataset(seqs, pos, agg, onehot, weights, batch_size: int, seed: in
         def on_epoch_end(self):
             rng = np.random.default_rng([seed, self.epoch])
             self.epoch += 1
-            self.batches = mixed_batches(np.zeros(len(pos), np.int64), batch_size, rng)
+            self.batches = mixed_batches(np.zeros(len(pos), np.int64), settings.batch_size, rng)
 
         def __len__(self):
             return len(self.batches)
@@ -148,95 +121,22 @@ def _training_dataset(seqs, pos, agg, onehot, weights, batch_size: int, seed: in
     return ImageBatches()
 
 
-def train(config: Config, settings: CNNSettings | None = None, max_folds: int | None = None) -> dict:
-    """Train one model per fold on the shared folds; save the fold models, their scalers, OOF and the summary.
-
-    The model directory is replaced whole at the end (:func:`kit.files.atomic_dir`).
-    """
+def _build(settings: CNNSettings, n_aggregates: int, seqs: Sequences, pos: np.ndarray):
+    """One fold's model; with ``settings.background``, the mean image of the fold's training objects ``pos``."""
     from kit.dmdt import mean_image
-    from kit.featurize import load_train_features
-    from kit.folds import load_or_make_folds
-    from kit.lstm import _monitor, aggregate_columns, recalibrate_batch_norm_on
-    from kit.lstm_model import Scaler, keras
 
-    settings = settings or CNNSettings()
-    path = config.features_path("train")
-    frame = load_train_features(config)
-    seqs = load_sequences(config.sequences_dir("train"))
-    ids = frame[survey.OBJECT_ID].to_numpy()
-    pos = seqs.positions(ids, str(config.sequences_dir("train")))
-    frame[SCALE_FEATURE] = seqs.log_scale[pos]
-    y = data.labels(frame, path)
-    folds = load_or_make_folds(config, ids, y)
-    columns = aggregate_columns(frame)
-    raw = frame[columns].to_numpy(np.float64)
-    onehot = (y[:, None] == np.asarray(survey.CLASSES)[None, :]).astype(np.float32)
-    galactic = survey.is_galactic(frame["hostgal_photoz"].to_numpy()) if "hostgal_photoz" in frame else None
+    background = mean_image(seqs.values, seqs.offsets, pos) if settings.background else None
+    return build_model(settings, n_aggregates, background)
 
-    def masked(p, rows):
-        return p if galactic is None else mask_by_group(p, galactic[rows])
 
-    n_folds = int(folds.max()) + 1 if max_folds is None else min(max_folds, int(folds.max()) + 1)
-    oof = np.full((len(y), len(survey.CLASSES)), np.nan)
-    per_epoch, seconds, fold_scores, before_bn, wrong = [], [], [], [], 0
-    batch = settings.batch_size * 2
-    with atomic_dir(config.model_dir(NAME)) as out:
-        for k in range(n_folds):
-            tr, va = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
-            scaler = Scaler.fit(raw[tr], columns)  # the training part only
-            scaler.save(out / f"scaler_fold{k}.json")
-            agg = scaler.transform(raw)
-            background = mean_image(seqs.values, seqs.offsets, pos[tr]) if settings.background else None
-            keras.utils.set_random_seed(config.seed + k)
-            model = build_model(settings, len(columns), background)
+def train(config: Config, settings: CNNSettings | None = None, max_folds: int | None = None) -> dict:
+    """Train one model per fold on the shared folds (:func:`kit.lstm.train` with the CNN); save the fold models, their
+    scalers, OOF predictions and the score summary, the model directory replaced whole."""
+    from kit.lstm import Network
+    from kit.lstm import train as train_network
 
-            def val_loss(m, va=va, agg=agg):
-                p = predict_proba(m, seqs, pos[va], agg[va], batch)
-                return metric.weighted_log_loss(y[va], masked(p, va))
-
-            monitor = _monitor(val_loss, settings.patience)
-            print(f"cnn fold {k}: {len(tr)} train, {len(va)} validation objects", flush=True)
-            weights = metric.sample_weights(y[tr])  # the training fold's metric as the loss
-            dataset = _training_dataset(seqs, pos[tr], agg[tr], onehot[tr], weights, settings.batch_size,
-                                        config.seed + k)
-            model.fit(dataset, epochs=settings.epochs, callbacks=[monitor], verbose=0, shuffle=False)
-            before_bn.append(float(min(monitor.history)) if monitor.history else float("nan"))
-            recalibrate_batch_norm_on(model, lambda tr=tr, agg=agg: image_batches(seqs, pos[tr], agg[tr], batch),
-                                      len(tr))
-            p = predict_proba(model, seqs, pos[va], agg[va], batch)
-            if galactic is not None:
-                wrong += int(wrong_group_rows(p, galactic[va]).sum())
-            oof[va] = masked(p, va)
-            fold_scores.append(metric.weighted_log_loss(y[va], oof[va]))
-            per_epoch.append(monitor.history)
-            seconds.extend(monitor.seconds)
-            log.info("cnn fold %d: best epoch %d, weighted log loss %.4f (%.4f before the batch-norm statistics "
-                     "were recalibrated)", k, int(np.argmin(monitor.history)) + 1, fold_scores[-1], before_bn[-1])
-            model.save(out / f"fold{k}.keras")
-            keras.backend.clear_session()
-
-        done = ~np.isnan(oof[:, 0])
-        if wrong:
-            log.warning("cnn: %d of %d OOF rows put all their probability on the other galactic group "
-                        "(made uniform by the group mask)", wrong, int(done.sum()))
-        summary = {
-            "model": NAME,
-            "oof": metric.weighted_log_loss(y[done], oof[done]),
-            "folds": fold_scores,
-            "folds_before_bn_recalibration": before_bn,
-            "wrong_group_rows": {"oof": wrong},
-            "per_epoch": per_epoch,
-            "seconds_per_epoch": float(np.mean(seconds)),
-            "n_aggregates": len(columns),
-            "settings": settings.to_dict(),
-        }
-        write_json(out / "settings.json", {"n_folds": n_folds, "settings": settings.to_dict()})
-        write_json(out / config.score_path(NAME).name, summary)
-        if done.all():  # last: make's target for the whole directory
-            save_proba(out / config.oof_path(NAME).name, ids, oof)
-        else:
-            log.warning("only %d of %d folds trained: no oof.parquet written", n_folds, int(folds.max()) + 1)
-    return summary
+    return train_network(config, settings or CNNSettings(), max_folds,
+                         Network(NAME, _build, _training_dataset, image_batches))
 
 
 class Predictor:
@@ -255,50 +155,27 @@ class Predictor:
         self.where = str(config.test_lightcurves)
 
     def predict(self, chunk) -> np.ndarray:
-        from kit.lstm import fold_aggregates
+        from kit.lstm import fold_aggregates, predict_batches
 
         seqs = chunk.sequences
         pos = seqs.positions(chunk.object_ids, self.where)
         frame = chunk.features.assign(**{SCALE_FEATURE: seqs.log_scale[pos]})
-        agg = fold_aggregates(self.scalers, frame, f"{self.where} (features)", NAME)
-        return predict_proba(self.model, seqs, pos, agg, self.batch_size)
+        agg = fold_aggregates(self.scalers, frame, f"{self.where} (streamed features)", NAME)
+        return predict_batches(self.model, image_batches(seqs, pos, agg, self.batch_size), len(pos))
 
 
 def predict_test(config: Config) -> tuple[np.ndarray, np.ndarray]:
-    """The test set from its built features and sequences, block by block through :class:`Predictor`; masked, saved."""
-    from kit.lstm import count_wrong_group
-    from kit.predict_stream import Chunk
+    """The test set from its built features and sequences (:func:`kit.lstm.predict_test_set`); masked, saved."""
+    from kit.lstm import predict_batches, predict_test_set
 
-    predictor = Predictor(config)
-    seqs = load_sequences(config.sequences_dir("test"))
-    path = config.features_path("test")
-    if not path.exists():
-        raise InputError(f"{path}: test features not built yet. Run `make features` first.")
-    table = pq.ParquetFile(path)
-    wanted = [c for c in predictor.scalers[0].columns if c != SCALE_FEATURE]
-    read = list(dict.fromkeys([survey.OBJECT_ID, "hostgal_photoz", *wanted]))
-    missing = [c for c in read if c not in table.schema_arrow.names]
-    if missing:
-        raise InputError(f"{path}: lacks columns {missing[:5]} the CNN was trained on; rerun `make features`.")
-    predictor.where = str(config.sequences_dir("test"))
-    ids, raw, galactic = [], [], []
-    for block in table.iter_batches(batch_size=PREDICT_BLOCK, columns=read):
-        frame = block.to_pandas()
-        chunk = Chunk(frame[survey.OBJECT_ID].to_numpy(), frame, seqs)
-        raw.append(predictor.predict(chunk))
-        galactic.append(survey.is_galactic(frame["hostgal_photoz"].to_numpy()))
-        ids.append(chunk.object_ids)
-        log.info("cnn: predicted %d of %d test objects", sum(map(len, ids)), table.metadata.num_rows)
-    ids_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-    raw_all = np.concatenate(raw) if raw else np.zeros((0, len(survey.CLASSES)))
-    galactic_all = np.concatenate(galactic) if galactic else np.zeros(0, bool)
-    count_wrong_group(config, raw_all, galactic_all, NAME)
-    proba = mask_by_group(raw_all, galactic_all)
-    save_proba(config.test_pred_path(NAME), ids_all, proba)
-    return ids_all, proba
+    p = Predictor(config)
+    return predict_test_set(config, p.scalers, lambda seqs, pos, agg: predict_batches(
+        p.model, image_batches(seqs, pos, agg, p.batch_size), len(pos)), NAME)
 
 
 def settings_from_args(args: argparse.Namespace) -> CNNSettings:
+    from kit.lstm import with_overrides
+
     s = DEMO if args.preset == "demo" else CNNSettings()
     overrides = {
         "filters": tuple(args.filters) if args.filters else None,
@@ -309,10 +186,7 @@ def settings_from_args(args: argparse.Namespace) -> CNNSettings:
         "learning_rate": args.learning_rate,
         "background": {"on": True, "off": False}.get(args.background),
     }
-    s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
-    if len(s.dense_dropout) != len(s.dense_units):
-        s = replace(s, dense_dropout=tuple(np.linspace(0.3, 0.5, len(s.dense_units)).round(3).tolist()))
-    return s
+    return with_overrides(s, overrides)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
