@@ -3,6 +3,8 @@ the CNN subtracts the mean training image when asked."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -84,6 +86,10 @@ def test_a_batch_equals_object_by_object_in_any_order_with_padding(train_sequenc
     np.testing.assert_array_equal(one_by_one, whole[::37])
     order = np.random.default_rng(0).permutation(n)[:50]
     np.testing.assert_array_equal(dmdt.dmdt_images(seqs.values, seqs.offsets, order), whole[order])
+    with ThreadPoolExecutor(2) as pool:  # in threads at once (the compiled builder releases the GIL)
+        parts = list(pool.map(lambda part: dmdt.dmdt_images(seqs.values, seqs.offsets, part),
+                              np.array_split(np.arange(n), 4)))
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
     # padding: an object's rows followed by all-zero rows (no passband) give its image
     padded, _ = seqs.pad(order[:5], max_len=1000)
     lengths = np.full(5, padded.shape[1])
