@@ -24,6 +24,7 @@ MODEL ?= $(if $(filter-out lgbm prior,$(TRAINED)),blend,lgbm)
 # class-99 method of the submission (product, constant, second, third, avocado; empty: the kit's default)
 CLASS99 ?=
 LSTM_ARGS ?=
+CNN_ARGS ?=
 # LightGBM: feature sets (aggregate, gp) and whether it trains on the redshift-augmented copies (1) or not (0).
 LGBM_FEATURES ?= aggregate,gp
 AUGMENT ?= 1
@@ -147,6 +148,9 @@ lgbm_ARGS = --features $(LGBM_FEATURES) $(if $(filter 1,$(AUGMENT)),--augmented)
 lstm_TRAIN = $(BUILD)/sequences_train/.done $(BUILD)/features_train.parquet
 lstm_TEST = $(BUILD)/sequences_test/.done $(BUILD)/features_test.parquet
 lstm_ARGS = $(LSTM_ARGS)
+cnn_TRAIN = $(lstm_TRAIN)
+cnn_TEST = $(lstm_TEST)
+cnn_ARGS = $(CNN_ARGS)
 prior_TRAIN = $(call src,training_set_metadata.csv)
 
 .SECONDEXPANSION:
@@ -234,7 +238,7 @@ demo: $(STAMP) ## simulate a competition, serve it on a local stand-in Kaggle, r
 .PHONY: report bench
 report: $(STAMP) ## write reports/<name>/index.html with figures of models, errors and light curves
 	$(KIT) report $(ARGS)
-bench: $(STAMP) ## time the LightGBM path (BENCH_ROWS) and GP features on a simulated test set against references
+bench: $(STAMP) ## time the LightGBM path (BENCH_ROWS), GP features and dmdt images on a simulated test set
 	$(KIT) bench $(ARGS) --rows $(BENCH_ROWS) $(BENCH_ARGS)
 
 # --- quality -----------------------------------------------------------------------------------------

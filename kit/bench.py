@@ -13,7 +13,8 @@ simulated competition (cached under ``bench/``) predict the features, class 99 i
 ``.csv.gz`` is written and validated. Last, the ragged test sequences are built in one stream.
 
 The GP stage (:mod:`kit.bench_gp`) times GP features on a file of ``--gp-rows`` rows at N and 2N, against
-scikit-learn on a sample. ``--stages lgbm`` or ``--stages gp`` times only one of the two.
+scikit-learn on a sample. The dmdt stage (:mod:`kit.bench_dmdt`) times the dmdt images of the CNN on a file of
+``--dmdt-rows`` rows. ``--stages`` picks the stages (e.g. ``--stages dmdt``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from kit import bench_gp, survey
+from kit import bench_dmdt, bench_gp, survey
 from kit.config import Config
 from kit.files import atomic_path, write_json
 
@@ -61,7 +62,7 @@ MODEL_TRAIN_OBJECTS, MODEL_TEST_OBJECTS, MODEL_ROUNDS = 1000, 200, 300
 KERNEL_CHUNK_ROWS = 5_000_000
 MEMORY_POLL_S = 0.1
 #: What `--stages` can time (default: all).
-STAGES = ("lgbm", "gp")
+STAGES = ("lgbm", "gp", "dmdt")
 _UNQUOTED = pacsv.WriteOptions(quoting_style="none", quoting_header="none")
 
 
@@ -371,9 +372,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training objects of the simulated competition whose models are timed")
     parser.add_argument("--stages", type=_stages, default=STAGES,
                         help="comma-separated stages to time: lgbm (features to validated file), gp (GP features "
-                             "against scikit-learn); default: both")
+                             "against scikit-learn), dmdt (the CNN's dmdt images); default: all")
     parser.add_argument("--gp-rows", type=int, default=bench_gp.DEFAULT_ROWS,
                         help="rows of the GP stage's simulated test set (its N; 2N too unless --skip-2n)")
+    parser.add_argument("--dmdt-rows", type=int, default=bench_dmdt.DEFAULT_ROWS,
+                        help="rows of the dmdt stage's simulated test set")
     parser.add_argument("--gp-reference-objects", type=int, default=bench_gp.DEFAULT_REFERENCE_OBJECTS,
                         help="objects of the GP stage's file also fitted by scikit-learn, for speed and features")
 
@@ -405,6 +408,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
                                       args.gp_reference_objects if i == 0 else 0) for i, n in enumerate(sizes)]
         summary["gp"] = bench_gp.summarise(per_size, REAL_TEST_OBJECTS)
         bench_gp.print_summary(summary["gp"])
+    if "dmdt" in stages:
+        summary["dmdt"] = _in_fresh_process(bench_dmdt.bench_dmdt, args.dmdt_rows, args.bench_dir, config.workers,
+                                            REAL_TEST_OBJECTS)
+        bench_dmdt.print_summary(summary["dmdt"])
     write_json(args.bench_dir / "results.json", json.loads(json.dumps(summary, default=float)))
     return 0
 

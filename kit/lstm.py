@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -59,10 +61,22 @@ def predict_proba(model, seqs: Sequences, pos: np.ndarray, agg: np.ndarray, batc
     ``batch_size`` rows (the steps are already padded to a multiple of ``PAD_QUANTUM``), so the compiled
     predict function sees one batch size and traces at most twice: once, then once with the steps relaxed.
     """
-    out = np.zeros((len(pos), len(survey.CLASSES)), np.float64)
+    return predict_batches(model, input_batches(seqs, pos, agg, batch_size, max_len), len(pos))
+
+
+def input_batches(seqs: Sequences, pos: np.ndarray, agg: np.ndarray, batch_size: int,
+                  max_len: int) -> Iterator[tuple[dict, np.ndarray]]:
+    """Yield ``(inputs, rows)``: the network's inputs for objects ``pos[rows]`` in length-bucketed batches, every
+    batch padded to ``batch_size`` rows (the first ``len(rows)`` are real)."""
     for batch, x, _ in iter_batches(seqs, pos, batch_size, max_len):
-        inputs = {"seq": _pad_rows(network_steps(x), batch_size), "agg": _pad_rows(agg[batch], batch_size)}
-        out[batch] = np.asarray(model.predict_on_batch(inputs), np.float64)[: len(batch)]
+        yield {"seq": _pad_rows(network_steps(x), batch_size), "agg": _pad_rows(agg[batch], batch_size)}, batch
+
+
+def predict_batches(model, batches: Iterable[tuple[dict, np.ndarray]], n: int) -> np.ndarray:
+    """(n, 14) softmax of ``model`` over ``(inputs, rows)`` batches (:func:`input_batches`) that cover rows 0..n-1."""
+    out = np.zeros((n, len(survey.CLASSES)), np.float64)
+    for inputs, rows in batches:
+        out[rows] = np.asarray(model.predict_on_batch(inputs), np.float64)[: len(rows)]
     return out
 
 
@@ -154,47 +168,76 @@ def _monitor(val_loss, patience: int):
     return WeightedLossMonitor()
 
 
-def recalibrate_batch_norm(model, seqs: Sequences, pos: np.ndarray, agg: np.ndarray, batch_size: int,
-                           max_len: int) -> int:
-    """Give every batch-normalisation layer of ``model`` the exact statistics of its inputs over objects ``pos``.
+def recalibrate_batch_norm(model, batches: Callable[[], Iterable[tuple[dict, np.ndarray]]], n: int) -> int:
+    """Give every batch-normalisation layer of ``model`` the exact statistics of its inputs over ``n`` objects.
 
-    The moving averages kept during training lag behind the weights and follow whatever batches came last; at
-    the end of training each layer's moving mean and (population) variance are set to those of its inputs over
-    the training objects, in inference mode (the mode they serve in), layer after layer in network order so each
-    sees the inputs the already recalibrated layers before it give. Returns the number of layers set.
+    ``batches()`` yields ``(inputs, rows)`` over the objects (:func:`input_batches`: of each batch, the first
+    ``len(rows)`` rows are real, the others padding). The moving averages kept during training lag behind the
+    weights and follow whatever batches came last; at the end of training each layer's moving mean and (population)
+    variance are set to those of its inputs over the training objects, in inference mode (the mode they serve in),
+    layer after layer in network order so each sees the inputs the already recalibrated layers before it give.
+    Returns the number of layers set.
     """
     from kit.lstm_model import keras
 
     layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    if not layers or not len(pos):
+    if not layers or not n:
         return 0
     probe = keras.Model(model.input, [layer.input for layer in layers])
     for i, layer in enumerate(layers):
         total = squares = 0.0
-        for batch, x, _ in iter_batches(seqs, pos, batch_size, max_len):
-            inputs = {"seq": _pad_rows(network_steps(x), batch_size), "agg": _pad_rows(agg[batch], batch_size)}
-            h = np.asarray(probe.predict_on_batch(inputs)[i], np.float64)[: len(batch)]
+        for inputs, rows in batches():
+            h = np.asarray(probe.predict_on_batch(inputs)[i], np.float64)[: len(rows)]
             total = total + h.sum(axis=0)
             squares = squares + (h * h).sum(axis=0)
-        mean = total / len(pos)
+        mean = total / n
         layer.moving_mean.assign(mean.astype(np.float32))
-        layer.moving_variance.assign(np.maximum(squares / len(pos) - mean**2, 0.0).astype(np.float32))
+        layer.moving_variance.assign(np.maximum(squares / n - mean**2, 0.0).astype(np.float32))
     return len(layers)
 
 
-def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
+@dataclass(frozen=True)
+class Network:
+    """What :func:`train` needs of a network that reads the sequences and the aggregates.
+
+    ``name``: the registry name (its folder under models/<name>/). ``build(settings, n_aggregates, seqs, pos)``: one
+    fold's compiled Keras model (``pos``: the fold's training objects in ``seqs``). ``dataset(seqs, pos, agg, onehot,
+    weights, settings, seed)``: its training batches (a Keras PyDataset). ``batches(seqs, pos, agg, batch_size,
+    settings)``: its inputs in batches, ``(inputs, rows)`` as :func:`input_batches` (prediction, batch norm).
+    The LSTM's is :data:`LSTM_NETWORK`; the dmdt CNN's is in :mod:`kit.models.cnn`.
+    """
+
+    name: str
+    build: Callable
+    dataset: Callable
+    batches: Callable
+
+
+def _build_lstm(settings, n_aggregates: int, seqs: Sequences, pos: np.ndarray):
+    from kit import lstm_model
+
+    return lstm_model.build_model(settings, n_aggregates)
+
+
+LSTM_NETWORK = Network(
+    MODEL, _build_lstm, _training_dataset,
+    lambda seqs, pos, agg, batch_size, settings: input_batches(seqs, pos, agg, batch_size, settings.max_len))
+
+
+def train(config: Config, settings=None, max_folds: int | None = None, network: Network = LSTM_NETWORK) -> dict:
     """Train one model per fold; save the fold models, their scalers, OOF predictions and the score summary.
 
     Each fold's aggregate scaler is fitted on its training part only (the validation rows never shape it).
     The model directory is replaced whole at the end (:func:`kit.files.atomic_dir`): an interrupted re-training
-    leaves the previous models untouched, never old and new folds side by side.
+    leaves the previous models untouched, never old and new folds side by side. ``network``: the LSTM by default
+    (``settings`` default :class:`kit.lstm_model.LSTMSettings`), or another network on the sequences (:class:`Network`).
     """
-    from kit import lstm_model
     from kit.featurize import load_train_features
     from kit.folds import load_or_make_folds
     from kit.lstm_model import LSTMSettings, Scaler, keras
 
     settings = settings or LSTMSettings()
+    name = network.name
     path = config.features_path("train")
     frame = load_train_features(config)
     seqs = load_sequences(config.sequences_dir("train"))
@@ -215,45 +258,46 @@ def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
     oof = np.full((len(y), len(survey.CLASSES)), np.nan)
     per_epoch, seconds, fold_scores, before_bn, wrong = [], [], [], [], 0
     batch = settings.batch_size * 2
-    with atomic_dir(config.model_dir(MODEL)) as out:
+    with atomic_dir(config.model_dir(name)) as out:
         for k in range(n_folds):
             tr, va = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
             scaler = Scaler.fit(raw[tr], columns)  # the training part only
             scaler.save(out / f"scaler_fold{k}.json")
             agg = scaler.transform(raw)
             keras.utils.set_random_seed(config.seed + k)
-            model = lstm_model.build_model(settings, len(columns))
+            model = network.build(settings, len(columns), seqs, pos[tr])
 
             def val_loss(m, va=va, agg=agg):
-                p = predict_proba(m, seqs, pos[va], agg[va], batch, settings.max_len)
+                p = predict_batches(m, network.batches(seqs, pos[va], agg[va], batch, settings), len(va))
                 return metric.weighted_log_loss(y[va], masked(p, va))
 
             monitor = _monitor(val_loss, settings.patience)
-            print(f"lstm fold {k}: {len(tr)} train, {len(va)} validation objects", flush=True)
+            print(f"{name} fold {k}: {len(tr)} train, {len(va)} validation objects", flush=True)
             # training-fold weights, so the weighted mean loss is the metric of the training fold
             weights = metric.sample_weights(y[tr])
-            dataset = _training_dataset(seqs, pos[tr], agg[tr], onehot[tr], weights, settings, config.seed + k)
+            dataset = network.dataset(seqs, pos[tr], agg[tr], onehot[tr], weights, settings, config.seed + k)
             model.fit(dataset, epochs=settings.epochs, callbacks=[monitor], verbose=0, shuffle=False)
             before_bn.append(float(min(monitor.history)) if monitor.history else float("nan"))
-            recalibrate_batch_norm(model, seqs, pos[tr], agg[tr], batch, settings.max_len)
-            p = predict_proba(model, seqs, pos[va], agg[va], batch, settings.max_len)
+            train_batches = partial(network.batches, seqs, pos[tr], agg[tr], batch, settings)
+            recalibrate_batch_norm(model, train_batches, len(tr))
+            p = predict_batches(model, network.batches(seqs, pos[va], agg[va], batch, settings), len(va))
             if galactic is not None:
                 wrong += int(wrong_group_rows(p, galactic[va]).sum())
             oof[va] = masked(p, va)
             fold_scores.append(metric.weighted_log_loss(y[va], oof[va]))
             per_epoch.append(monitor.history)
             seconds.extend(monitor.seconds)
-            log.info("lstm fold %d: best epoch %d, weighted log loss %.4f (%.4f before the batch-norm statistics "
-                     "were recalibrated)", k, int(np.argmin(monitor.history)) + 1, fold_scores[-1], before_bn[-1])
+            log.info("%s fold %d: best epoch %d, weighted log loss %.4f (%.4f before the batch-norm statistics "
+                     "were recalibrated)", name, k, int(np.argmin(monitor.history)) + 1, fold_scores[-1], before_bn[-1])
             model.save(out / f"fold{k}.keras")
             keras.backend.clear_session()
 
         done = ~np.isnan(oof[:, 0])
         if wrong:
-            log.warning("lstm: %d of %d OOF rows put all their probability on the other galactic group "
-                        "(made uniform by the group mask)", wrong, int(done.sum()))
+            log.warning("%s: %d of %d OOF rows put all their probability on the other galactic group "
+                        "(made uniform by the group mask)", name, wrong, int(done.sum()))
         summary = {
-            "model": MODEL,
+            "model": name,
             "oof": metric.weighted_log_loss(y[done], oof[done]),
             "folds": fold_scores,
             "folds_before_bn_recalibration": before_bn,
@@ -264,9 +308,9 @@ def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
             "settings": settings.to_dict(),
         }
         write_json(out / "settings.json", {"n_folds": n_folds, "settings": settings.to_dict()})
-        write_json(out / config.score_path(MODEL).name, summary)
+        write_json(out / config.score_path(name).name, summary)
         if done.all():  # last: make's target for the whole directory
-            save_proba(out / config.oof_path(MODEL).name, ids, oof)
+            save_proba(out / config.oof_path(name).name, ids, oof)
         else:
             log.warning("only %d of %d folds trained: no oof.parquet written", n_folds, int(folds.max()) + 1)
     return summary
@@ -287,24 +331,24 @@ def load_models(config: Config) -> tuple[list, list, dict]:
     return models, [Scaler.load(out / f"scaler_fold{k}.json") for k in range(n)], saved["settings"]
 
 
-def fold_aggregates(scalers: list, frame: pd.DataFrame, where: str) -> np.ndarray:
+def fold_aggregates(scalers: list, frame: pd.DataFrame, where: str, model: str = MODEL) -> np.ndarray:
     """(n, folds, n_aggregates): the frame's aggregates scaled by each fold's scaler (for :class:`FoldMean`)."""
     columns = scalers[0].columns
     missing = [c for c in columns if c not in frame]
     if missing:
-        raise InputError(f"{where}: lacks columns {missing[:5]} the LSTM was trained on; rebuild the features "
-                         "(make features) or retrain the LSTM (make train-lstm).")
+        raise InputError(f"{where}: lacks columns {missing[:5]} the {model} network was trained on; rebuild the "
+                         f"features (make features) or retrain it (make train-{model}).")
     raw = frame[columns].to_numpy(np.float64)
     return np.stack([s.transform(raw) for s in scalers], axis=1)
 
 
-def _count_wrong_group(config: Config, proba: np.ndarray, galactic: np.ndarray) -> int:
-    """Log and record in score.json the test rows with all their probability on the other group."""
+def count_wrong_group(config: Config, proba: np.ndarray, galactic: np.ndarray, model: str = MODEL) -> int:
+    """Log and record in ``model``'s score.json the test rows with all their probability on the other group."""
     n = int(wrong_group_rows(proba, galactic).sum())
     if n:
-        log.warning("lstm: %d of %d test rows put all their probability on the other galactic group "
-                    "(made uniform by the group mask)", n, len(proba))
-    path = config.score_path(MODEL)
+        log.warning("%s: %d of %d test rows put all their probability on the other galactic group "
+                    "(made uniform by the group mask)", model, n, len(proba))
+    path = config.score_path(model)
     if path.exists():
         score = read_json(path)
         score["wrong_group_rows"] = {**score.get("wrong_group_rows", {}), "test": n}
@@ -318,6 +362,18 @@ def predict_test(config: Config) -> tuple[np.ndarray, np.ndarray]:
 
     models, scalers, settings = load_models(config)
     model = FoldMean(models)
+    return predict_test_set(config, scalers, lambda seqs, pos, agg: predict_proba(
+        model, seqs, pos, agg, 2 * settings["batch_size"], settings["max_len"]))
+
+
+def predict_test_set(config: Config, scalers: list, predict: Callable, model: str = MODEL) -> tuple[np.ndarray,
+                                                                                                  np.ndarray]:
+    """The test set from its built features and sequences, block by block; wrong-group rows counted
+    (:func:`count_wrong_group`), masked by group, saved at ``config.test_pred_path(model)``; (ids, proba).
+
+    ``predict(seqs, pos, agg)``: (n, 14) unmasked probabilities of objects ``pos`` of the test sequences, ``agg``
+    their aggregates scaled by each fold's scaler (:func:`fold_aggregates`).
+    """
     seqs = load_sequences(config.sequences_dir("test"))
     path = config.features_path("test")
     if not path.exists():
@@ -326,7 +382,8 @@ def predict_test(config: Config) -> tuple[np.ndarray, np.ndarray]:
     wanted = [c for c in scalers[0].columns if c != SCALE_FEATURE]
     missing = [c for c in [survey.OBJECT_ID, "hostgal_photoz", *wanted] if c not in table.schema_arrow.names]
     if missing:
-        raise InputError(f"{path}: lacks columns {missing[:5]} the LSTM was trained on; rerun `make features`.")
+        raise InputError(f"{path}: lacks columns {missing[:5]} the {model} network was trained on; rerun "
+                         "`make features`.")
     read = list(dict.fromkeys([survey.OBJECT_ID, "hostgal_photoz", *wanted]))
     ids, raw, galactic, done = [], [], [], 0
     for block in table.iter_batches(batch_size=PREDICT_BLOCK, columns=read):
@@ -334,18 +391,18 @@ def predict_test(config: Config) -> tuple[np.ndarray, np.ndarray]:
         block_ids = frame[survey.OBJECT_ID].to_numpy()
         pos = seqs.positions(block_ids, str(config.sequences_dir("test")))
         frame[SCALE_FEATURE] = seqs.log_scale[pos]
-        agg = fold_aggregates(scalers, frame, str(path))
-        raw.append(predict_proba(model, seqs, pos, agg, 2 * settings["batch_size"], settings["max_len"]))
+        agg = fold_aggregates(scalers, frame, str(path), model)
+        raw.append(predict(seqs, pos, agg))
         galactic.append(survey.is_galactic(frame["hostgal_photoz"].to_numpy()))
         ids.append(block_ids)
         done += len(block_ids)
-        log.info("lstm: predicted %d of %d test objects", done, table.metadata.num_rows)
+        log.info("%s: predicted %d of %d test objects", model, done, table.metadata.num_rows)
     ids_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
     raw_all = np.concatenate(raw) if raw else np.zeros((0, len(survey.CLASSES)))
     galactic_all = np.concatenate(galactic) if galactic else np.zeros(0, bool)
-    _count_wrong_group(config, raw_all, galactic_all)
+    count_wrong_group(config, raw_all, galactic_all, model)
     proba = mask_by_group(raw_all, galactic_all)
-    save_proba(config.test_pred_path(MODEL), ids_all, proba)
+    save_proba(config.test_pred_path(model), ids_all, proba)
     return ids_all, proba
 
 
@@ -420,7 +477,13 @@ def settings_from_args(args: argparse.Namespace):
         "length_buckets": args.length_buckets,
         "bucket_mix": args.bucket_mix,
     }
-    s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
+    return with_overrides(s, overrides)
+
+
+def with_overrides(settings, overrides: dict):
+    """``settings`` (a frozen dataclass with ``dense_units`` and ``dense_dropout``) with the options given (not None);
+    new dense layers get dropout rates from 0.25 to 0.5."""
+    s = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     if len(s.dense_dropout) != len(s.dense_units):
         s = replace(s, dense_dropout=tuple(np.linspace(0.25, 0.5, len(s.dense_units)).round(3).tolist()))
     return s

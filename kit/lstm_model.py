@@ -112,8 +112,15 @@ def build_model(settings: LSTMSettings, n_aggregates: int, encoder: keras.Model 
     softmax over ``survey.CLASSES``.
     """
     seq_in = keras.Input(shape=(None, N_FEATURES), name="seq")
-    agg_in = keras.Input(shape=(n_aggregates,), name="agg")
     h = (encoder or build_encoder(settings))({"seq": seq_in})
+    return classifier({"seq": seq_in}, h, n_aggregates, settings)
+
+
+def classifier(inputs: dict, h, n_aggregates: int, settings) -> keras.Model:
+    """The compiled network from an encoding ``h`` of ``inputs``: ``h`` batch-normalised, concatenated with the
+    aggregates (a new input ``"agg"``), then per entry of ``settings.dense_units`` a dense block (dense, ReLU,
+    batch norm, dropout ``settings.dense_dropout``) and the (batch, 14) softmax; Adam, cross-entropy."""
+    agg_in = keras.Input(shape=(n_aggregates,), name="agg")
     h = layers.BatchNormalization()(h)
     h = layers.Concatenate()([h, agg_in])
     for units, rate in zip(settings.dense_units, settings.dense_dropout, strict=True):
@@ -122,7 +129,7 @@ def build_model(settings: LSTMSettings, n_aggregates: int, encoder: keras.Model 
         h = layers.BatchNormalization()(h)
         h = layers.Dropout(rate)(h)
     out = layers.Dense(len(survey.CLASSES), activation="softmax", name="proba")(h)
-    model = keras.Model({"seq": seq_in, "agg": agg_in}, out)
+    model = keras.Model({**inputs, "agg": agg_in}, out)
     model.compile(
         optimizer=keras.optimizers.Adam(settings.learning_rate),
         loss=keras.losses.CategoricalCrossentropy(),
@@ -134,7 +141,8 @@ class FoldMean(keras.Model):
     """The mean of several models' outputs as one model (the fold models of a trained network).
 
     Predicting through it compiles one function for all folds; calling each fold model's ``predict_on_batch``
-    in turn compiles one per fold, which TensorFlow reports as retracing. ``agg`` is either shared,
+    in turn compiles one per fold, which TensorFlow reports as retracing. Every input but ``agg`` goes to every
+    member as it is (``seq`` for the LSTM, ``img`` for the CNN); ``agg`` is either shared,
     (batch, n_aggregates), or one per member, (batch, n_members, n_aggregates): each fold scales the aggregates
     with its own scaler.
     """
@@ -146,7 +154,7 @@ class FoldMean(keras.Model):
     def call(self, inputs, training=False):
         agg = inputs["agg"]
         own = len(agg.shape) == 3
-        outs = [m({"seq": inputs["seq"], "agg": agg[:, k] if own else agg}, training=False)
+        outs = [m({**inputs, "agg": agg[:, k] if own else agg}, training=False)
                 for k, m in enumerate(self.members)]
         return keras.ops.mean(keras.ops.stack(outs), axis=0)
 

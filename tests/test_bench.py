@@ -82,3 +82,23 @@ def test_stages_option_is_checked():
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "--stages", "gp,nonsense"])
     assert parser.parse_args(["bench", "--stages", "gp"]).stages == ("gp",)
+
+
+def test_dmdt_stage_alone_writes_its_fields(tmp_path, capsys):
+    """`bench --stages dmdt`, tiny: objects/s per core, bytes per object and the extrapolation, nothing else."""
+    from kit import bench_dmdt, dmdt
+
+    bench_dir = tmp_path / "bench"
+    assert cli.main(["bench", "--stages", "dmdt", "--dmdt-rows", "20000", "--bench-dir", str(bench_dir),
+                     "--workers", "1"]) == 0
+    assert "objects/s per core" in capsys.readouterr().out
+    summary = json.loads((bench_dir / "results.json").read_text())
+    assert summary["stages"] == ["dmdt"] and "results" not in summary and "gp" not in summary
+    d = summary["dmdt"]
+    assert d["objects"] > 100 and d["rows"] >= 20000 and 2000 < d["pairs_per_object"] < 20000
+    assert d["objects_per_s_per_core"] == pytest.approx(d["objects"] / d["seconds_one_core"])
+    assert d["seconds_one_core"] == min(d["all_seconds_one_core"])
+    assert d["bytes_per_object"] == 24 * 24 * 11 * 4 == dmdt.BYTES_PER_OBJECT
+    assert d["disk_bytes_per_million_objects"] == 0
+    assert d["extrapolated_full_test_s"] == pytest.approx(
+        bench.REAL_TEST_OBJECTS / (d["objects_per_s_per_core"] * bench_dmdt.EXTRAPOLATION_CORES))

@@ -22,6 +22,8 @@ TINY_ARGS = {
     "lgbm": ["--max-rounds", "20"],
     "lstm": ["--preset", "demo", "--epochs", "1", "--patience", "1", "--batch-size", "32", "--units", "8",
              "--dense-units", "16", "8"],
+    "cnn": ["--preset", "demo", "--epochs", "1", "--patience", "1", "--batch-size", "32", "--filters", "4",
+            "--dense-units", "16"],
 }
 
 
