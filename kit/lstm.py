@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from kit import data, metric, survey
+from kit import data, metric, survey, transfer
 from kit.class99 import mask_by_group, wrong_group_rows
 from kit.config import Config
 from kit.errors import InputError
@@ -182,8 +182,11 @@ def recalibrate_batch_norm(model, seqs: Sequences, pos: np.ndarray, agg: np.ndar
     return len(layers)
 
 
-def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
+def train(config: Config, settings=None, max_folds: int | None = None, plan=None) -> dict:
     """Train one model per fold; save the fold models, their scalers, OOF predictions and the score summary.
+
+    ``plan`` (:class:`kit.transfer.Plan`) changes the model's name (its folder), which training objects keep
+    their labels, and how each fold's network starts and is fitted (a pretrained encoder, frozen epochs).
 
     Each fold's aggregate scaler is fitted on its training part only (the validation rows never shape it).
     The model directory is replaced whole at the end (:func:`kit.files.atomic_dir`): an interrupted re-training
@@ -211,18 +214,20 @@ def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
     def masked(p, rows):
         return p if galactic is None else mask_by_group(p, galactic[rows])
 
+    name = plan.name if plan else MODEL
     n_folds = int(folds.max()) + 1 if max_folds is None else min(max_folds, int(folds.max()) + 1)
     oof = np.full((len(y), len(survey.CLASSES)), np.nan)
     per_epoch, seconds, fold_scores, before_bn, wrong = [], [], [], [], 0
     batch = settings.batch_size * 2
-    with atomic_dir(config.model_dir(MODEL)) as out:
+    with atomic_dir(config.model_dir(name)) as out:
         for k in range(n_folds):
             tr, va = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+            tr = plan.train_rows(tr, y, folds) if plan else tr
             scaler = Scaler.fit(raw[tr], columns)  # the training part only
             scaler.save(out / f"scaler_fold{k}.json")
             agg = scaler.transform(raw)
             keras.utils.set_random_seed(config.seed + k)
-            model = lstm_model.build_model(settings, len(columns))
+            model = plan.build(settings, len(columns)) if plan else lstm_model.build_model(settings, len(columns))
 
             def val_loss(m, va=va, agg=agg):
                 p = predict_proba(m, seqs, pos[va], agg[va], batch, settings.max_len)
@@ -233,7 +238,10 @@ def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
             # training-fold weights, so the weighted mean loss is the metric of the training fold
             weights = metric.sample_weights(y[tr])
             dataset = _training_dataset(seqs, pos[tr], agg[tr], onehot[tr], weights, settings, config.seed + k)
-            model.fit(dataset, epochs=settings.epochs, callbacks=[monitor], verbose=0, shuffle=False)
+            if plan:
+                plan.fit(model, dataset, settings, monitor)
+            else:
+                model.fit(dataset, epochs=settings.epochs, callbacks=[monitor], verbose=0, shuffle=False)
             before_bn.append(float(min(monitor.history)) if monitor.history else float("nan"))
             recalibrate_batch_norm(model, seqs, pos[tr], agg[tr], batch, settings.max_len)
             p = predict_proba(model, seqs, pos[va], agg[va], batch, settings.max_len)
@@ -253,7 +261,7 @@ def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
             log.warning("lstm: %d of %d OOF rows put all their probability on the other galactic group "
                         "(made uniform by the group mask)", wrong, int(done.sum()))
         summary = {
-            "model": MODEL,
+            "model": name,
             "oof": metric.weighted_log_loss(y[done], oof[done]),
             "folds": fold_scores,
             "folds_before_bn_recalibration": before_bn,
@@ -262,21 +270,22 @@ def train(config: Config, settings=None, max_folds: int | None = None) -> dict:
             "seconds_per_epoch": float(np.mean(seconds)),
             "n_aggregates": len(columns),
             "settings": settings.to_dict(),
+            **(plan.summary(y, folds) if plan else {}),
         }
         write_json(out / "settings.json", {"n_folds": n_folds, "settings": settings.to_dict()})
-        write_json(out / config.score_path(MODEL).name, summary)
+        write_json(out / config.score_path(name).name, summary)
         if done.all():  # last: make's target for the whole directory
-            save_proba(out / config.oof_path(MODEL).name, ids, oof)
+            save_proba(out / config.oof_path(name).name, ids, oof)
         else:
             log.warning("only %d of %d folds trained: no oof.parquet written", n_folds, int(folds.max()) + 1)
     return summary
 
 
-def load_models(config: Config) -> tuple[list, list, dict]:
-    """The fold models, each fold's aggregate scaler and the saved settings of a trained LSTM."""
+def load_models(config: Config, name: str = MODEL) -> tuple[list, list, dict]:
+    """The fold models, each fold's aggregate scaler and the saved settings of a trained LSTM (model ``name``)."""
     from kit.lstm_model import Scaler, keras
 
-    out = config.model_dir(MODEL)
+    out = config.model_dir(name)
     if not (out / "settings.json").exists():
         raise InputError(f"{out}: no trained LSTM. Run `make train-lstm` first.")
     saved = read_json(out / "settings.json")
@@ -298,13 +307,13 @@ def fold_aggregates(scalers: list, frame: pd.DataFrame, where: str) -> np.ndarra
     return np.stack([s.transform(raw) for s in scalers], axis=1)
 
 
-def _count_wrong_group(config: Config, proba: np.ndarray, galactic: np.ndarray) -> int:
+def _count_wrong_group(config: Config, proba: np.ndarray, galactic: np.ndarray, name: str = MODEL) -> int:
     """Log and record in score.json the test rows with all their probability on the other group."""
     n = int(wrong_group_rows(proba, galactic).sum())
     if n:
         log.warning("lstm: %d of %d test rows put all their probability on the other galactic group "
                     "(made uniform by the group mask)", n, len(proba))
-    path = config.score_path(MODEL)
+    path = config.score_path(name)
     if path.exists():
         score = read_json(path)
         score["wrong_group_rows"] = {**score.get("wrong_group_rows", {}), "test": n}
@@ -312,11 +321,11 @@ def _count_wrong_group(config: Config, proba: np.ndarray, galactic: np.ndarray) 
     return n
 
 
-def predict_test(config: Config) -> tuple[np.ndarray, np.ndarray]:
+def predict_test(config: Config, name: str = MODEL) -> tuple[np.ndarray, np.ndarray]:
     """Stream the test set through every fold model in length-bucketed batches; average, mask by group, save."""
     from kit.lstm_model import FoldMean
 
-    models, scalers, settings = load_models(config)
+    models, scalers, settings = load_models(config, name)
     model = FoldMean(models)
     seqs = load_sequences(config.sequences_dir("test"))
     path = config.features_path("test")
@@ -343,19 +352,19 @@ def predict_test(config: Config) -> tuple[np.ndarray, np.ndarray]:
     ids_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
     raw_all = np.concatenate(raw) if raw else np.zeros((0, len(survey.CLASSES)))
     galactic_all = np.concatenate(galactic) if galactic else np.zeros(0, bool)
-    _count_wrong_group(config, raw_all, galactic_all)
+    _count_wrong_group(config, raw_all, galactic_all, name)
     proba = mask_by_group(raw_all, galactic_all)
-    save_proba(config.test_pred_path(MODEL), ids_all, proba)
+    save_proba(config.test_pred_path(name), ids_all, proba)
     return ids_all, proba
 
 
 class Predictor:
     """Streamed test chunks: sequences + each fold's scaled aggregates through the fold models, mean softmax."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, name: str = MODEL) -> None:
         from kit.lstm_model import FoldMean
 
-        models, self.scalers, self.settings = load_models(config)
+        models, self.scalers, self.settings = load_models(config, name)
         self.model = FoldMean(models)
         self.where = str(config.test_lightcurves)
 
@@ -446,6 +455,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bench-inference", action="store_true",
                         help="measure objects/s of the trained fold-0 model, bucketed vs padded to --max-len")
     parser.add_argument("--bench-objects", type=int, default=2000)
+    transfer.add_label_arguments(parser)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -459,6 +469,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
         print(f"inference on {result['objects']} {split} objects: bucketed {result['bucketed_objects_per_s']:.0f}/s, "
               f"padded to {result['max_len']} {result['padded_objects_per_s']:.0f}/s, ratio {result['ratio']:.2f}")
         return 0
-    summary = train(config, settings_from_args(args), args.max_folds)
+    summary = train(config, settings_from_args(args), args.max_folds, transfer.label_plan(args, MODEL))
     print(f"lstm OOF weighted log loss {summary['oof']:.4f} ({summary['seconds_per_epoch']:.1f} s per epoch)")
     return 0

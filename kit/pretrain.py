@@ -100,11 +100,8 @@ def masked_batch(seqs: Sequences, index: np.ndarray, mask_fraction: float, rng: 
     t -= t[starts][obj]  # days since the object's first observation
 
     n_mask = np.clip(np.rint(mask_fraction * lens), 1, lens - 1).astype(np.int64)
-    order = np.lexsort((rng.random(len(obj)), obj))  # random order within each object
-    rank = np.empty(len(obj), np.int64)
-    rank[order] = np.arange(len(obj)) - starts[obj[order]]
-    masked = rank < n_mask[obj]
-    vis, qry = ~masked, masked
+    qry = choose_masked(lens, n_mask, rng)
+    vis = ~qry
 
     # visible steps: gaps between visible steps, fluxes on the largest visible |flux|
     v_obj, v_t = obj[vis], t[vis]
@@ -136,6 +133,16 @@ def masked_batch(seqs: Sequences, index: np.ndarray, mask_fraction: float, rng: 
     targets[q_obj, q_pos, 1] = rows[qry, 2] / scale[q_obj]
     targets[q_obj, q_pos, 2] = 1.0
     return {"seq": network_steps(seq), "query": query}, targets
+
+
+def choose_masked(lens: np.ndarray, n_mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Flat (sum(lens),) bool over the objects' steps end to end: ``n_mask[i]`` random steps of object i."""
+    obj = np.repeat(np.arange(len(lens)), lens)
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+    order = np.lexsort((rng.random(len(obj)), obj))  # a random order within each object
+    rank = np.empty(len(obj), np.int64)
+    rank[order] = np.arange(len(obj)) - starts[obj[order]]
+    return rank < n_mask[obj]
 
 
 def chi2_per_object(targets, pred):

@@ -42,6 +42,7 @@ REGISTRY: dict[str, Entry] = {
     "prior": Entry("kit.models.prior", "the class-prior baseline (training class frequencies, masked by group)"),
     "lgbm": Entry("kit.lgbm", "train the LightGBM baseline (OOF predictions, fold models)"),
     "lstm": Entry("kit.lstm", "train the Keras LSTM-plus-features network"),
+    "lstm_ft": Entry("kit.models.finetune", "fine-tune the LSTM from a pretrained encoder (make pretrain)"),
 }
 
 #: Folders under models/<name>/ that are not models of the registry but made from them.
