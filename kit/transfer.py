@@ -267,6 +267,9 @@ def plot_study(table: pd.DataFrame, path: Path) -> None:
             ax.errorbar(s["fraction"], s[f"{col}_mean"], yerr=s[f"{col}_std"].fillna(0), marker="o", capsize=3,
                         label=arm)
         ax.set_xscale("log")
+        ax.set_xticks(sorted(summary["fraction"].unique()))
+        ax.set_xticklabels([f"{f:.0%}" for f in sorted(summary["fraction"].unique())])
+        ax.minorticks_off()
         ax.set_xlabel("share of the training labels")
         ax.set_ylabel("weighted log loss")
         ax.set_title("OOF" if col == "oof" else "local test")

@@ -153,38 +153,35 @@ def test_finetuned_network_starts_from_the_pretrained_encoder(tiny, pretrained):
     assert not all(np.array_equal(a, b) for a, b in zip(_encoder_weights(fresh), saved, strict=True))
 
 
-def _fit(plan: Plan, settings, tiny):
+def test_frozen_epochs_leave_the_encoder_unchanged(tiny, pretrained):
+    """One frozen epoch, then one unfrozen: the encoder's weights at each epoch's end (the monitor's call)."""
+    seen = []
+
+    def improving(model):  # always better: the best-weights restore keeps the last epoch
+        seen.append((_encoder_weights(model), [np.array(w) for w in model.get_layer("proba").get_weights()]))
+        return 1.0 / len(seen)
+
     seqs = load_sequences(tiny.sequences_dir("train"))
     pos = np.arange(64)
     rng = np.random.default_rng(0)
     y = np.asarray(survey.CLASSES)[rng.integers(0, len(survey.CLASSES), len(pos))]
     onehot = (y[:, None] == np.asarray(survey.CLASSES)[None, :]).astype(np.float32)
     agg = rng.normal(size=(len(pos), 3)).astype(np.float32)
+    settings = replace(TINY, epochs=2)
     dataset = lstm._training_dataset(seqs, pos, agg, onehot, metric.sample_weights(y), settings, 0)
-    monitor = lstm._monitor(lambda m: float(rng.random()), patience=10)
+    plan = Plan(name="ft", encoder=pretrained["encoder"], freeze_epochs=1, finetune_lr=1e-3)
     keras.utils.set_random_seed(1)
     model = plan.build(settings, 3)
     start = _encoder_weights(model)
     head = [np.array(w) for w in model.get_layer("proba").get_weights()]
-    plan.fit(model, dataset, settings, monitor)
-    return start, _encoder_weights(model), head, [np.array(w) for w in model.get_layer("proba").get_weights()]
+    plan.fit(model, dataset, settings, lstm._monitor(improving, patience=10))
 
-
-def test_frozen_epochs_leave_the_encoder_unchanged(tiny, pretrained, monkeypatch):
-    scores = iter(np.linspace(1.0, 0.1, 10))  # improving: the last epoch's weights are kept
-    monkeypatch.setattr(lstm, "_monitor", _improving(lstm._monitor, scores))
-    plan = Plan(name="ft", encoder=pretrained["encoder"], freeze_epochs=1, finetune_lr=1e-3)
-    start, end, head0, head1 = _fit(plan, replace(TINY, epochs=1), tiny)
-    for a, b in zip(start, end, strict=True):
+    assert len(seen) == 2
+    (frozen, head1), (unfrozen, _) = seen
+    for a, b in zip(start, frozen, strict=True):
         np.testing.assert_array_equal(a, b)
-    assert not all(np.array_equal(a, b) for a, b in zip(head0, head1, strict=True))  # the head did learn
-    start, end, _, _ = _fit(plan, replace(TINY, epochs=2), tiny)  # frozen one epoch, then unfrozen
-    assert not all(np.array_equal(a, b) for a, b in zip(start, end, strict=True))
-
-
-def _improving(make_monitor, scores):
-    """The LSTM's monitor fed an always improving validation loss: its best-weights restore keeps the last epoch."""
-    return lambda val_loss, patience: make_monitor(lambda m: float(next(scores)), patience)
+    assert not all(np.array_equal(a, b) for a, b in zip(head, head1, strict=True))  # the head did learn
+    assert not all(np.array_equal(a, b) for a, b in zip(start, unfrozen, strict=True))  # then the encoder too
 
 
 # --- label fractions -----------------------------------------------------------------------------------------------
