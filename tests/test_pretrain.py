@@ -224,3 +224,12 @@ def test_finetuning_end_to_end_on_a_label_fraction(tiny, pretrained):
     ids, proba = finetune.predict_test(tiny)
     assert len(ids) == 200 and tiny.test_pred_path("lstm_ft").exists()
     assert not tiny.oof_path("lstm").exists()  # the LSTM's own folder is untouched
+
+
+def test_pretraining_on_another_source(tiny):
+    """--source: another competition folder's test sequences (built under the same build root); its own output."""
+    other = tiny.with_(data_dir=tiny.data_dir.parent / "sim-other")
+    build_sequences([fake_lightcurves(60, seed=9, max_len=30)], other.sequences_dir("test"))
+    summary = pretrain.pretrain(tiny, TINY, pretrain.PretrainOptions(epochs=1, source=str(other.data_dir)))
+    assert summary["n_objects"] == 60 and summary["source"] == str(other.data_dir)
+    assert (tiny.models_dir / "pretrain-sim-other" / "encoder.keras").exists()
