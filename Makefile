@@ -25,6 +25,14 @@ MODEL ?= $(if $(filter-out lgbm prior,$(TRAINED)),blend,lgbm)
 CLASS99 ?=
 LSTM_ARGS ?=
 CNN_ARGS ?=
+# Pretraining (make pretrain) and fine-tuning (make train-lstm_ft): the encoder fine-tuning starts from, the options.
+# SOURCE=data/sim-...: pretrain on another competition folder's test light curves (another simulated survey).
+SOURCE ?=
+PRETRAIN_DIR = $(MODELS)/pretrain$(if $(SOURCE),-$(notdir $(abspath $(SOURCE))))
+PRETRAINED ?= $(PRETRAIN_DIR)/encoder.keras
+PRETRAIN_ARGS ?=
+LSTM_FT_ARGS ?=
+TRANSFER_ARGS ?=
 # LightGBM: feature sets (aggregate, gp) and whether it trains on the redshift-augmented copies (1) or not (0).
 LGBM_FEATURES ?= aggregate,gp
 AUGMENT ?= 1
@@ -151,6 +159,9 @@ lstm_ARGS = $(LSTM_ARGS)
 cnn_TRAIN = $(lstm_TRAIN)
 cnn_TEST = $(lstm_TEST)
 cnn_ARGS = $(CNN_ARGS)
+lstm_ft_TRAIN = $(lstm_TRAIN) $(PRETRAINED)
+lstm_ft_TEST = $(lstm_TEST)
+lstm_ft_ARGS = $(LSTM_ARGS) --pretrained $(PRETRAINED) $(LSTM_FT_ARGS)
 prior_TRAIN = $(call src,training_set_metadata.csv)
 
 .SECONDEXPANSION:
@@ -178,6 +189,19 @@ train-%: $(MODELS)/%/oof.parquet
 predict: $(MODELS)/lgbm/test.parquet ## predict the test set with LightGBM and every other trained model
 	$(if $(filter-out lgbm,$(TRAINED)),$(MAKE) $(patsubst %,$(MODELS)/%/test.parquet,$(filter-out lgbm,$(TRAINED))))
 blend: $(MODELS)/blend/test.parquet ## blend LightGBM, the LSTM and any other trained model (BLEND_MODELS=)
+
+# Self-supervised pretraining of the LSTM's encoder on the test light curves (SOURCE=: another folder's; it
+# builds that folder's sequences first), and the transfer study: from scratch vs pretrained, by share of labels.
+SOURCE_SEQUENCES = $(if $(SOURCE),$(BUILD_ROOT)/$(notdir $(abspath $(SOURCE)))/sequences_test/.done,$(BUILD)/sequences_test/.done)
+$(BUILD_ROOT)/%/sequences_test/.done: | $(STAMP)
+	$(MAKE) --no-print-directory sequences DATA=$(SOURCE)
+$(PRETRAIN_DIR)/encoder.keras: $(SOURCE_SEQUENCES)
+	$(KIT) pretrain $(ARGS) $(if $(SOURCE),--source $(SOURCE)) $(PRETRAIN_ARGS)
+
+.PHONY: pretrain transfer-study
+pretrain: $(PRETRAIN_DIR)/encoder.keras ## pretrain the LSTM encoder on unlabelled test light curves (PRETRAIN_ARGS=, SOURCE=)
+transfer-study: $(PRETRAINED) $(lstm_TRAIN) $(MODELS)/folds.csv ## LSTM from scratch vs pretrained at 5/25/100% of the labels (TRANSFER_ARGS=)
+	$(KIT) transfer-study $(ARGS) --pretrained $(PRETRAINED) $(LSTM_ARGS) $(TRANSFER_ARGS)
 
 # --- submission --------------------------------------------------------------------------------------
 $(SUBMISSION): $(MODELS)/$(MODEL)/test.parquet $(call src,test_set_metadata.csv)

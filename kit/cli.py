@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sequences": ("kit.sequences", "ragged passband sequences for the LSTM"),
     "augment": ("kit.augment", "redshift-augmented copies of the training objects, with their features"),
     "folds": ("kit.folds", "the stratified fold assignment every model shares"),
+    "pretrain": ("kit.pretrain", "self-supervised pretraining of the LSTM encoder on unlabelled light curves"),
     # one train-<name> command per registered model (kit/models/__init__.py)
     **{f"train-{name}": (entry.module, entry.help) for name, entry in REGISTRY.items()},
     "predict": ("kit.predict", "predict the test set with a trained model"),
@@ -44,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submission": ("kit.submission", "add class 99 and write the submission .csv.gz"),
     "validate": ("kit.validate", "check a submission file against the test metadata"),
     "score": ("kit.score", "score a submission against a truth file"),
+    "transfer-study": ("kit.transfer", "the LSTM from scratch vs pretrained + fine-tuned, by share of labels"),
     "class99-study": ("kit.class99_study", "score every class-99 method on a model's test predictions (needs truth)"),
     "submit": ("kit.kaggle.submit", "validate and upload a submission, record it in the ledger"),
     "submissions": ("kit.kaggle.scores", "list our submissions and their scores"),
@@ -63,6 +65,7 @@ DATA_STAGES: dict[str, tuple[str, ...]] = {
     "features": ("build",), "augment": ("build",), "sequences": ("build",), "folds": ("models",),
     **{f"train-{name}": ("models",) for name in REGISTRY}, "predict": ("models",), "blend": ("models",),
     "submission": (), "report": (), "class99-study": (), "adversarial": (),
+    "pretrain": ("models",), "transfer-study": ("models",),
 }
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from kit import data, metric, survey
+from kit import data, metric, survey, transfer
 from kit.class99 import mask_by_group, wrong_group_rows
 from kit.config import Config
 from kit.errors import InputError
@@ -224,8 +224,12 @@ LSTM_NETWORK = Network(
     lambda seqs, pos, agg, batch_size, settings: input_batches(seqs, pos, agg, batch_size, settings.max_len))
 
 
-def train(config: Config, settings=None, max_folds: int | None = None, network: Network = LSTM_NETWORK) -> dict:
+def train(config: Config, settings=None, max_folds: int | None = None, network: Network = LSTM_NETWORK,
+          plan=None) -> dict:
     """Train one model per fold; save the fold models, their scalers, OOF predictions and the score summary.
+
+    ``plan`` (:class:`kit.transfer.Plan`) changes the model's name (its folder), which training objects keep
+    their labels, and how each fold's network starts and is fitted (a pretrained encoder, frozen epochs).
 
     Each fold's aggregate scaler is fitted on its training part only (the validation rows never shape it).
     The model directory is replaced whole at the end (:func:`kit.files.atomic_dir`): an interrupted re-training
@@ -254,6 +258,7 @@ def train(config: Config, settings=None, max_folds: int | None = None, network: 
     def masked(p, rows):
         return p if galactic is None else mask_by_group(p, galactic[rows])
 
+    name = plan.name if plan else name
     n_folds = int(folds.max()) + 1 if max_folds is None else min(max_folds, int(folds.max()) + 1)
     oof = np.full((len(y), len(survey.CLASSES)), np.nan)
     per_epoch, seconds, fold_scores, before_bn, wrong = [], [], [], [], 0
@@ -261,11 +266,12 @@ def train(config: Config, settings=None, max_folds: int | None = None, network: 
     with atomic_dir(config.model_dir(name)) as out:
         for k in range(n_folds):
             tr, va = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+            tr = plan.train_rows(tr, y, folds) if plan else tr
             scaler = Scaler.fit(raw[tr], columns)  # the training part only
             scaler.save(out / f"scaler_fold{k}.json")
             agg = scaler.transform(raw)
             keras.utils.set_random_seed(config.seed + k)
-            model = network.build(settings, len(columns), seqs, pos[tr])
+            model = plan.build(settings, len(columns)) if plan else network.build(settings, len(columns), seqs, pos[tr])
 
             def val_loss(m, va=va, agg=agg):
                 p = predict_batches(m, network.batches(seqs, pos[va], agg[va], batch, settings), len(va))
@@ -276,7 +282,10 @@ def train(config: Config, settings=None, max_folds: int | None = None, network: 
             # training-fold weights, so the weighted mean loss is the metric of the training fold
             weights = metric.sample_weights(y[tr])
             dataset = network.dataset(seqs, pos[tr], agg[tr], onehot[tr], weights, settings, config.seed + k)
-            model.fit(dataset, epochs=settings.epochs, callbacks=[monitor], verbose=0, shuffle=False)
+            if plan:
+                plan.fit(model, dataset, settings, monitor)
+            else:
+                model.fit(dataset, epochs=settings.epochs, callbacks=[monitor], verbose=0, shuffle=False)
             before_bn.append(float(min(monitor.history)) if monitor.history else float("nan"))
             train_batches = partial(network.batches, seqs, pos[tr], agg[tr], batch, settings)
             recalibrate_batch_norm(model, train_batches, len(tr))
@@ -306,6 +315,7 @@ def train(config: Config, settings=None, max_folds: int | None = None, network: 
             "seconds_per_epoch": float(np.mean(seconds)),
             "n_aggregates": len(columns),
             "settings": settings.to_dict(),
+            **(plan.summary(y, folds) if plan else {}),
         }
         write_json(out / "settings.json", {"n_folds": n_folds, "settings": settings.to_dict()})
         write_json(out / config.score_path(name).name, summary)
@@ -316,11 +326,11 @@ def train(config: Config, settings=None, max_folds: int | None = None, network: 
     return summary
 
 
-def load_models(config: Config) -> tuple[list, list, dict]:
-    """The fold models, each fold's aggregate scaler and the saved settings of a trained LSTM."""
+def load_models(config: Config, name: str = MODEL) -> tuple[list, list, dict]:
+    """The fold models, each fold's aggregate scaler and the saved settings of a trained LSTM (model ``name``)."""
     from kit.lstm_model import Scaler, keras
 
-    out = config.model_dir(MODEL)
+    out = config.model_dir(name)
     if not (out / "settings.json").exists():
         raise InputError(f"{out}: no trained LSTM. Run `make train-lstm` first.")
     saved = read_json(out / "settings.json")
@@ -356,14 +366,14 @@ def count_wrong_group(config: Config, proba: np.ndarray, galactic: np.ndarray, m
     return n
 
 
-def predict_test(config: Config) -> tuple[np.ndarray, np.ndarray]:
+def predict_test(config: Config, name: str = MODEL) -> tuple[np.ndarray, np.ndarray]:
     """Stream the test set through every fold model in length-bucketed batches; average, mask by group, save."""
     from kit.lstm_model import FoldMean
 
-    models, scalers, settings = load_models(config)
+    models, scalers, settings = load_models(config, name)
     model = FoldMean(models)
     return predict_test_set(config, scalers, lambda seqs, pos, agg: predict_proba(
-        model, seqs, pos, agg, 2 * settings["batch_size"], settings["max_len"]))
+        model, seqs, pos, agg, 2 * settings["batch_size"], settings["max_len"]), name)
 
 
 def predict_test_set(config: Config, scalers: list, predict: Callable, model: str = MODEL) -> tuple[np.ndarray,
@@ -409,10 +419,10 @@ def predict_test_set(config: Config, scalers: list, predict: Callable, model: st
 class Predictor:
     """Streamed test chunks: sequences + each fold's scaled aggregates through the fold models, mean softmax."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, name: str = MODEL) -> None:
         from kit.lstm_model import FoldMean
 
-        models, self.scalers, self.settings = load_models(config)
+        models, self.scalers, self.settings = load_models(config, name)
         self.model = FoldMean(models)
         self.where = str(config.test_lightcurves)
 
@@ -509,6 +519,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bench-inference", action="store_true",
                         help="measure objects/s of the trained fold-0 model, bucketed vs padded to --max-len")
     parser.add_argument("--bench-objects", type=int, default=2000)
+    transfer.add_label_arguments(parser)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -522,6 +533,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
         print(f"inference on {result['objects']} {split} objects: bucketed {result['bucketed_objects_per_s']:.0f}/s, "
               f"padded to {result['max_len']} {result['padded_objects_per_s']:.0f}/s, ratio {result['ratio']:.2f}")
         return 0
-    summary = train(config, settings_from_args(args), args.max_folds)
+    summary = train(config, settings_from_args(args), args.max_folds, transfer.label_plan(args, MODEL))
     print(f"lstm OOF weighted log loss {summary['oof']:.4f} ({summary['seconds_per_epoch']:.1f} s per epoch)")
     return 0

@@ -69,6 +69,12 @@ TABLE: dict[str, Run | DryRun] = {
     "train-lstm": Run(makes=("models/{name}/lstm/oof.parquet",)),
     "predict": Run(makes=("models/{name}/lgbm/test.parquet",)),
     "blend": Run(makes=("models/{name}/blend/test.parquet",)),
+    "pretrain": Run(makes=("models/{name}/pretrain/encoder.keras",), says="light curves/s",
+                    vars={"PRETRAIN_ARGS": "--preset demo --units 8 --epochs 1"}),
+    "transfer-study": Run(makes=("models/{name}/transfer/study.csv", "models/{name}/transfer/study.png"),
+                          says="pretrained", vars={"PRETRAIN_ARGS": "--preset demo --units 8 --epochs 1",
+                                                   "TRANSFER_ARGS": "--preset demo --units 8 --dense-units 16 8 "
+                                                   "--fractions 0.5 1 --seeds 1 --max-folds 1"}),
     "submission": Run(makes=("submissions/{name}-blend.csv.gz",)),
     "validate": Run(says="OK: "),
     "score": Run(makes=("submissions/{name}-blend.score.json",)),

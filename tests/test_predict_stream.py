@@ -25,6 +25,7 @@ TINY_ARGS = {
     "cnn": ["--preset", "demo", "--epochs", "1", "--patience", "1", "--batch-size", "32", "--filters", "4",
             "--dense-units", "16"],
 }
+TINY_ARGS["lstm_ft"] = [*TINY_ARGS["lstm"], "--freeze-epochs", "1"]  # from the encoder pretrained below
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,7 @@ def trained(competition, tmp_path_factory):
         sequences.build_sequences(iter_object_chunks(src, config.chunk_rows), config.sequences_dir(split))
     common = ["--data", str(competition), "--build-root", str(config.build_root), "--models-root",
               str(config.models_root), "--folds", "2", "--seed", "5", "--workers", "1"]
+    assert main(["pretrain", *common, "--preset", "demo", "--units", "8", "--epochs", "1", "--max-objects", "200"]) == 0
     for name in registry.names():
         assert main([f"train-{name}", *common, *TINY_ARGS.get(name, [])]) == 0, name
     expected = {m: predict.predict(config, m) for m in registry.names()}

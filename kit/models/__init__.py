@@ -43,6 +43,7 @@ REGISTRY: dict[str, Entry] = {
     "lgbm": Entry("kit.lgbm", "train the LightGBM baseline (OOF predictions, fold models)"),
     "lstm": Entry("kit.lstm", "train the Keras LSTM-plus-features network"),
     "cnn": Entry("kit.models.cnn", "train the dmdt-image CNN (Mahabal et al.) with the aggregate features"),
+    "lstm_ft": Entry("kit.models.finetune", "fine-tune the LSTM from a pretrained encoder (make pretrain)"),
 }
 
 #: Folders under models/<name>/ that are not models of the registry but made from them.

@@ -1,0 +1,301 @@
+"""Transfer learning for the LSTM: fine-tuning plans, label fractions, and the transfer study.
+
+* :class:`Plan` is how :func:`kit.lstm.train` is told to train otherwise: under another name, from a pretrained
+  encoder (:mod:`kit.pretrain`) frozen for the first epochs then unfrozen with a lower learning rate, on a
+  fraction of the labels.
+* :func:`label_mask` keeps a stratified fraction of the labelled training objects, nested in the shared folds.
+* ``python -m kit transfer-study`` (``make transfer-study``): the network from scratch vs pretrained and
+  fine-tuned, on 5 %, 25 % and 100 % of the labels (several seeds for the smallest fraction), OOF and local
+  test score, as ``models/<name>/transfer/study.{json,csv,png}``; each run's models under
+  ``models/<name>/transfer/<arm>-f<fraction>-s<seed>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kit.config import Config
+from kit.errors import InputError
+from kit.files import atomic_path, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+ARMS = ("scratch", "pretrained")
+DEFAULT_FRACTIONS = (0.05, 0.25, 1.0)
+
+
+def label_mask(y: np.ndarray, folds: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Which training objects keep their label: (n,) bool, ``fraction`` of each (fold, class) cell.
+
+    Every cell (the objects of one class in one fold) keeps ``max(1, round(fraction * size))`` objects drawn at
+    random (seed ``[seed, fold, class]``), so the kept set is stratified by class within every fold: fold k's
+    training part keeps the labelled objects of the other folds, and its validation fold is left whole (OOF is
+    scored on every object). For one seed the kept sets are nested: a smaller fraction keeps a subset of a larger
+    one's objects.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise InputError(f"label fraction {fraction}: choose a share in (0, 1], e.g. 0.05")
+    y, folds = np.asarray(y), np.asarray(folds)
+    keep = np.zeros(len(y), bool)
+    if fraction >= 1.0:
+        keep[:] = True
+        return keep
+    for k in np.unique(folds):
+        for c in np.unique(y):
+            members = np.flatnonzero((folds == k) & (y == c))
+            if len(members):
+                order = members[np.random.default_rng([seed, int(k), int(c)]).permutation(len(members))]
+                keep[order[: max(1, int(round(fraction * len(members))))]] = True
+    return keep
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How :func:`kit.lstm.train` trains: the model's name, a pretrained encoder, frozen epochs, label fraction.
+
+    ``encoder``: path of an ``encoder.keras`` (:mod:`kit.pretrain`); each fold's network starts from its weights,
+    frozen for ``freeze_epochs`` epochs, then trained with the rest at ``finetune_lr`` (default: the settings'
+    learning rate). Early stopping counts its patience afresh once the encoder is unfrozen.
+    """
+
+    name: str = "lstm"
+    encoder: str | None = None
+    freeze_epochs: int = 0
+    finetune_lr: float | None = None
+    label_fraction: float = 1.0
+    label_seed: int = 0
+
+    def train_rows(self, tr: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
+        """The training part ``tr`` of a fold, reduced to the objects that keep their labels."""
+        if self.label_fraction >= 1.0:
+            return tr
+        return tr[label_mask(y, folds, self.label_fraction, self.label_seed)[tr]]
+
+    def build(self, settings, n_aggregates: int):
+        from kit import lstm_model
+
+        encoder = load_encoder(self.encoder) if self.encoder else None
+        return lstm_model.build_model(settings, n_aggregates, encoder)
+
+    def fit(self, model, dataset, settings, monitor) -> None:
+        """Fit ``model`` for ``settings.epochs`` epochs in all: the first ``freeze_epochs`` with the encoder frozen."""
+        frozen = min(self.freeze_epochs, settings.epochs) if self.encoder else 0
+        fit = dict(callbacks=[monitor], verbose=0, shuffle=False)
+        if frozen:
+            encoder = model.get_layer("encoder")
+            encoder.trainable = False
+            _compile(model, settings.learning_rate)
+            model.fit(dataset, epochs=frozen, **fit)
+            encoder.trainable = True
+            monitor.wait = 0  # the unfrozen phase gets its own patience
+            _open_steps(dataset)
+        if frozen < settings.epochs:
+            if frozen or self.finetune_lr:
+                _compile(model, self.finetune_lr or settings.learning_rate)
+            model.fit(dataset, epochs=settings.epochs, initial_epoch=frozen, **fit)
+
+    def summary(self, y: np.ndarray, folds: np.ndarray) -> dict:
+        keep = label_mask(y, folds, self.label_fraction, self.label_seed)
+        return {"plan": asdict(self), "n_labelled": int(keep.sum())}
+
+
+def _open_steps(dataset, tries: int = 50) -> None:
+    """Reshuffle ``dataset`` until its first two batches differ in width, so that a new fit leaves the step axis open.
+
+    Keras takes a fit's input signature from the first two batches of the order a dataset has when the fit starts
+    (then reshuffles): two equally wide batches fix the step axis at their width, and a narrower batch later fails.
+    :func:`kit.lstm._training_dataset` guards its first order only; the unfrozen phase is a second fit.
+    """
+    for _ in range(tries):
+        if len(dataset) < 2 or dataset[0][0]["seq"].shape[1] != dataset[1][0]["seq"].shape[1]:
+            return
+        dataset.on_epoch_end()
+
+
+def _compile(model, learning_rate: float) -> None:
+    from kit.lstm_model import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.CategoricalCrossentropy())
+
+
+def load_encoder(path: str | Path):
+    """A pretrained encoder (:func:`kit.pretrain.pretrain`'s ``encoder.keras``); InputError if absent or not one."""
+    from kit.lstm_model import keras
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no pretrained encoder. Run `make pretrain` first (or pass --pretrained PATH).")
+    encoder = keras.saving.load_model(path, compile=False)
+    if encoder.name != "encoder" or list(encoder.input) != ["seq"]:
+        raise InputError(f"{path}: not a sequence encoder of the kit (a model named 'encoder' with input 'seq').")
+    return encoder
+
+
+def default_encoder(config: Config) -> Path:
+    from kit.pretrain import output_dir
+
+    return output_dir(config, None) / "encoder.keras"
+
+
+# --- options -------------------------------------------------------------------------------------------------
+
+
+def add_label_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--label-fraction", type=float, default=1.0,
+                        help="train on this stratified share of the labels, nested in the shared folds (default 1)")
+    parser.add_argument("--label-seed", type=int, default=0, help="which objects keep their labels (default 0)")
+
+
+def label_plan(args: argparse.Namespace, name: str) -> Plan | None:
+    """A plan for ``--label-fraction`` below 1, else None (train as usual)."""
+    if args.label_fraction >= 1.0:
+        return None
+    label_mask(np.zeros(0), np.zeros(0), args.label_fraction, 0)  # checks the fraction
+    return Plan(name=name, label_fraction=args.label_fraction, label_seed=args.label_seed)
+
+
+def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pretrained", type=Path, default=None,
+                        help="encoder.keras of `make pretrain` (default models/<name>/pretrain/encoder.keras)")
+    parser.add_argument("--freeze-epochs", type=int, default=2,
+                        help="first epochs with the pretrained encoder frozen (default 2)")
+    parser.add_argument("--finetune-lr", type=float, default=None,
+                        help="learning rate once the encoder is unfrozen (default: a tenth of the network's)")
+
+
+def finetune_plan(args: argparse.Namespace, name: str, config: Config, settings) -> Plan:
+    return Plan(name=name, encoder=str(args.pretrained or default_encoder(config)), freeze_epochs=args.freeze_epochs,
+                finetune_lr=args.finetune_lr or settings.learning_rate / 10, label_fraction=args.label_fraction,
+                label_seed=args.label_seed)
+
+
+# --- the study ---------------------------------------------------------------------------------------------------
+
+
+def run_name(arm: str, fraction: float, seed: int) -> str:
+    return f"transfer/{arm}-f{fraction:g}-s{seed}"
+
+
+def local_test_score(config: Config, name: str) -> float | None:
+    """Local test score (the competition metric, class 99 by the config's method) of a trained run, if the truth
+    exists; the run's test predictions are made first."""
+    if not config.truth.exists():
+        return None
+    from kit import lstm, submission
+    from kit.class99_study import submission_frame
+    from kit.score import score_submission
+
+    lstm.predict_test(config, name)
+    ids, proba, galactic = submission.aligned_predictions(config, name)
+    frame = submission_frame(ids, submission.build_submission(ids, proba, galactic, config))
+    return float(score_submission(frame, config.truth, config.test_metadata)["overall"])
+
+
+def study(config: Config, settings, encoder: Path, fractions=DEFAULT_FRACTIONS, seeds: int = 3,
+          freeze_epochs: int = 2, finetune_lr: float | None = None, max_folds: int | None = None) -> pd.DataFrame:
+    """Train both arms at every fraction (``seeds`` seeds for the smallest fraction below 1, one for the others).
+
+    A run whose saved score has the same settings and plan (and test predictions, when there is a truth) is reused.
+    Returns the table of runs (arm, fraction, seed, n_labelled, oof, test); writes ``study.{json,csv,png}``.
+    """
+    if not Path(encoder).exists():
+        raise InputError(f"{encoder}: no pretrained encoder. Run `make pretrain` first (or pass --pretrained PATH).")
+    fractions = sorted(set(fractions))
+    rows = []
+    for fraction in fractions:
+        n_seeds = seeds if fraction == fractions[0] and fraction < 1.0 else 1
+        for seed in range(n_seeds):
+            for arm in ARMS:
+                name = run_name(arm, fraction, seed)
+                plan = Plan(name=name, label_fraction=fraction, label_seed=seed, **(
+                    {"encoder": str(encoder), "freeze_epochs": freeze_epochs,
+                     "finetune_lr": finetune_lr or settings.learning_rate / 10} if arm == "pretrained" else {}))
+                rows.append({"arm": arm, "fraction": fraction, "seed": seed, **_run(config, settings, plan, max_folds)})
+                log.info("transfer study: %s", rows[-1])
+    table = pd.DataFrame(rows)
+    out = config.model_dir("transfer")
+    write_json(out / "study.json", {"runs": rows, "summary": summarise(table).to_dict(orient="records"),
+                                    "settings": settings.to_dict(), "encoder": str(encoder)})
+    with atomic_path(out / "study.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    plot_study(table, out / "study.png")
+    return table
+
+
+def _run(config: Config, settings, plan: Plan, max_folds: int | None) -> dict:
+    from kit import lstm
+
+    path = config.score_path(plan.name)
+    saved = read_json(path) if path.exists() else {}
+    if saved.get("settings") == settings.to_dict() and saved.get("plan") == asdict(plan) and (
+            "test" in saved.get("transfer", {})):
+        log.info("transfer study: %s already trained", plan.name)
+        return saved["transfer"]
+    summary = lstm.train(config, settings, max_folds, plan=plan)
+    result = {"n_labelled": summary["n_labelled"], "oof": summary["oof"], "test": local_test_score(config, plan.name)}
+    write_json(path, {**read_json(path), "transfer": result})
+    return result
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of each (arm, fraction)."""
+    g = table.groupby(["arm", "fraction"], sort=True)
+    out = g[["oof", "test"]].agg(["mean", "std"])
+    out.columns = [f"{a}_{b}" for a, b in out.columns]
+    return out.assign(runs=g.size(), n_labelled=g["n_labelled"].mean()).reset_index()
+
+
+def plot_study(table: pd.DataFrame, path: Path) -> None:
+    """OOF and local test score against the label fraction, one line per arm (error bars: seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = summarise(table)
+    panels = [c for c in ("oof", "test") if table[c].notna().any()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, col in zip(axes[0], panels, strict=True):
+        for arm in ARMS:
+            s = summary[summary["arm"] == arm]
+            ax.errorbar(s["fraction"], s[f"{col}_mean"], yerr=s[f"{col}_std"].fillna(0), marker="o", capsize=3,
+                        label=arm)
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(summary["fraction"].unique()))
+        ax.set_xticklabels([f"{f:.0%}" for f in sorted(summary["fraction"].unique())])
+        ax.minorticks_off()
+        ax.set_xlabel("share of the training labels")
+        ax.set_ylabel("weighted log loss")
+        ax.set_title("OOF" if col == "oof" else "local test")
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from kit import lstm
+
+    lstm.add_arguments(parser)
+    add_finetune_arguments(parser)
+    parser.add_argument("--fractions", type=float, nargs="+", default=list(DEFAULT_FRACTIONS),
+                        help="label fractions (default 0.05 0.25 1)")
+    parser.add_argument("--seeds", type=int, default=3, help="label seeds of the smallest fraction (default 3)")
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    from kit import lstm
+
+    settings = lstm.settings_from_args(args)
+    table = study(config, settings, args.pretrained or default_encoder(config), args.fractions, args.seeds,
+                  args.freeze_epochs, args.finetune_lr, args.max_folds)
+    print(summarise(table).to_string(index=False))
+    print(f"{config.model_dir('transfer')}/study.csv, study.json, study.png")
+    return 0
