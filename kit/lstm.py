@@ -224,7 +224,7 @@ LSTM_NETWORK = Network(
     lambda seqs, pos, agg, batch_size, settings: input_batches(seqs, pos, agg, batch_size, settings.max_len))
 
 
-def train(config: Config, settings=None, max_folds: int | None = None, network: Network = LSTM_NETWORK,
+def train(config: Config, settings=None, max_folds: int | None = None, *, network: Network = LSTM_NETWORK,
           plan=None) -> dict:
     """Train one model per fold; save the fold models, their scalers, OOF predictions and the score summary.
 
@@ -533,6 +533,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
         print(f"inference on {result['objects']} {split} objects: bucketed {result['bucketed_objects_per_s']:.0f}/s, "
               f"padded to {result['max_len']} {result['padded_objects_per_s']:.0f}/s, ratio {result['ratio']:.2f}")
         return 0
-    summary = train(config, settings_from_args(args), args.max_folds, transfer.label_plan(args, MODEL))
+    summary = train(config, settings_from_args(args), args.max_folds, plan=transfer.label_plan(args, MODEL))
     print(f"lstm OOF weighted log loss {summary['oof']:.4f} ({summary['seconds_per_epoch']:.1f} s per epoch)")
     return 0

@@ -216,7 +216,7 @@ def test_finetuning_end_to_end_on_a_label_fraction(tiny, pretrained):
     assert get("lstm_ft") is finetune
     plan = Plan(name=finetune.NAME, encoder=pretrained["encoder"], freeze_epochs=1, finetune_lr=1e-4,
                 label_fraction=0.5, label_seed=0)
-    summary = lstm.train(tiny, TINY, None, plan)
+    summary = lstm.train(tiny, TINY, None, plan=plan)
     assert summary["model"] == "lstm_ft" and summary["plan"]["encoder"] == pretrained["encoder"]
     assert summary["n_labelled"] < 150 and len(summary["per_epoch"][0]) == 2  # one frozen, one unfrozen epoch
     ids, oof = load_proba(tiny.oof_path("lstm_ft"))

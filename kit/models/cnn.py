@@ -136,7 +136,7 @@ def train(config: Config, settings: CNNSettings | None = None, max_folds: int | 
     from kit.lstm import train as train_network
 
     return train_network(config, settings or CNNSettings(), max_folds,
-                         Network(NAME, _build, _training_dataset, image_batches))
+                         network=Network(NAME, _build, _training_dataset, image_batches))
 
 
 class Predictor:
