@@ -24,6 +24,8 @@ MODEL ?= $(if $(filter-out lgbm prior,$(TRAINED)),blend,lgbm)
 # class-99 method of the submission (product, constant, second, third, avocado; empty: the kit's default)
 CLASS99 ?=
 LSTM_ARGS ?=
+# The LSTM's dense side: aggregate,gp (the default preset uses the GP features) or aggregate.
+LSTM_FEATURES ?= aggregate,gp
 # LightGBM: feature sets (aggregate, gp) and whether it trains on the redshift-augmented copies (1) or not (0).
 LGBM_FEATURES ?= aggregate,gp
 AUGMENT ?= 1
@@ -137,16 +139,16 @@ $(MODELS)/folds.csv: $(call src,training_set_metadata.csv) | $(STAMP)
 	$(KIT) folds $(ARGS)
 
 # The feature files LightGBM reads, from LGBM_FEATURES and AUGMENT.
-feature_files = $(BUILD)/features_$(1).parquet $(if $(findstring gp,$(LGBM_FEATURES)),$(BUILD)/gp_features_$(1).parquet)
+feature_files = $(BUILD)/features_$(1).parquet $(if $(findstring gp,$(or $(2),$(LGBM_FEATURES))),$(BUILD)/gp_features_$(1).parquet)
 LGBM_TRAIN_FILES := $(call feature_files,train) $(if $(filter 1,$(AUGMENT)),$(call feature_files,augment))
 
 lgbm_TRAIN = $(LGBM_TRAIN_FILES)
 lgbm_TEST = $(call feature_files,test)
 lgbm_ARGS = --features $(LGBM_FEATURES) $(if $(filter 1,$(AUGMENT)),--augmented) \
 	$(if $(filter 1,$(REWEIGHT)),--reweight) $(LGBM_ARGS)
-lstm_TRAIN = $(BUILD)/sequences_train/.done $(BUILD)/features_train.parquet
-lstm_TEST = $(BUILD)/sequences_test/.done $(BUILD)/features_test.parquet
-lstm_ARGS = $(LSTM_ARGS)
+lstm_TRAIN = $(BUILD)/sequences_train/.done $(call feature_files,train,$(LSTM_FEATURES))
+lstm_TEST = $(BUILD)/sequences_test/.done $(call feature_files,test,$(LSTM_FEATURES))
+lstm_ARGS = $(if $(findstring gp,$(LSTM_FEATURES)),,--features aggregate) $(LSTM_ARGS)
 prior_TRAIN = $(call src,training_set_metadata.csv)
 
 .SECONDEXPANSION:
@@ -168,7 +170,7 @@ $(MODELS)/blend/test.parquet: $(foreach m,$(BLEND_MODELS),$(MODELS)/$(m)/test.pa
 .PHONY: folds train-lgbm train-lstm predict blend
 folds: $(MODELS)/folds.csv ## the stratified fold assignment every model shares
 train-lgbm: $(MODELS)/lgbm/oof.parquet ## train LightGBM (5 folds, OOF score; LGBM_FEATURES=, AUGMENT=0|1)
-train-lstm: $(MODELS)/lstm/oof.parquet ## train the Keras LSTM-plus-features network (LSTM_ARGS=)
+train-lstm: $(MODELS)/lstm/oof.parquet ## train the sequence network (LSTM_ARGS="--preset seed|demo", LSTM_FEATURES=)
 train-%: $(MODELS)/%/oof.parquet
 	@:
 predict: $(MODELS)/lgbm/test.parquet ## predict the test set with LightGBM and every other trained model
