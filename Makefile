@@ -33,6 +33,8 @@ PRETRAINED ?= $(PRETRAIN_DIR)/encoder.keras
 PRETRAIN_ARGS ?=
 LSTM_FT_ARGS ?=
 TRANSFER_ARGS ?=
+# The LSTM's dense side: aggregate,gp (the default preset uses the GP features) or aggregate.
+LSTM_FEATURES ?= aggregate,gp
 # LightGBM: feature sets (aggregate, gp) and whether it trains on the redshift-augmented copies (1) or not (0).
 LGBM_FEATURES ?= aggregate,gp
 AUGMENT ?= 1
@@ -146,7 +148,7 @@ $(MODELS)/folds.csv: $(call src,training_set_metadata.csv) | $(STAMP)
 	$(KIT) folds $(ARGS)
 
 # The feature files LightGBM reads, from LGBM_FEATURES and AUGMENT.
-feature_files = $(BUILD)/features_$(1).parquet $(if $(findstring gp,$(LGBM_FEATURES)),$(BUILD)/gp_features_$(1).parquet)
+feature_files = $(BUILD)/features_$(1).parquet $(if $(findstring gp,$(or $(2),$(LGBM_FEATURES))),$(BUILD)/gp_features_$(1).parquet)
 LGBM_TRAIN_FILES := $(call feature_files,train) $(if $(filter 1,$(AUGMENT)),$(call feature_files,augment))
 
 lgbm_TRAIN = $(LGBM_TRAIN_FILES)
@@ -162,6 +164,9 @@ cnn_ARGS = $(CNN_ARGS)
 lstm_ft_TRAIN = $(lstm_TRAIN) $(PRETRAINED)
 lstm_ft_TEST = $(lstm_TEST)
 lstm_ft_ARGS = $(LSTM_ARGS) --pretrained $(PRETRAINED) $(LSTM_FT_ARGS)
+lstm_TRAIN = $(BUILD)/sequences_train/.done $(call feature_files,train,$(LSTM_FEATURES))
+lstm_TEST = $(BUILD)/sequences_test/.done $(call feature_files,test,$(LSTM_FEATURES))
+lstm_ARGS = $(if $(findstring gp,$(LSTM_FEATURES)),,--features aggregate) $(LSTM_ARGS)
 prior_TRAIN = $(call src,training_set_metadata.csv)
 
 .SECONDEXPANSION:
@@ -183,7 +188,7 @@ $(MODELS)/blend/test.parquet: $(foreach m,$(BLEND_MODELS),$(MODELS)/$(m)/test.pa
 .PHONY: folds train-lgbm train-lstm predict blend
 folds: $(MODELS)/folds.csv ## the stratified fold assignment every model shares
 train-lgbm: $(MODELS)/lgbm/oof.parquet ## train LightGBM (5 folds, OOF score; LGBM_FEATURES=, AUGMENT=0|1)
-train-lstm: $(MODELS)/lstm/oof.parquet ## train the Keras LSTM-plus-features network (LSTM_ARGS=)
+train-lstm: $(MODELS)/lstm/oof.parquet ## train the sequence network (LSTM_ARGS="--preset seed|demo", LSTM_FEATURES=)
 train-%: $(MODELS)/%/oof.parquet
 	@:
 predict: $(MODELS)/lgbm/test.parquet ## predict the test set with LightGBM and every other trained model

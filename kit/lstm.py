@@ -45,31 +45,83 @@ def aggregate_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in (survey.OBJECT_ID, survey.TARGET, SCALE_FEATURE)] + [SCALE_FEATURE]
 
 
-def network_steps(x: np.ndarray) -> np.ndarray:
-    """Padded step features as the network sees them, bounded: ``flux_err / s`` (large for faint objects) as
-    ln(1 + .); the others are bounded already (log1p of days, flux / s in [-1, 1], flags). Zero steps stay zero.
+def network_steps(x: np.ndarray, settings=None, photoz: np.ndarray | None = None,
+                  rng: np.random.Generator | None = None) -> np.ndarray:
+    """Padded stored steps (:mod:`kit.sequences`, (batch, steps, 10)) as the network of ``settings`` sees them.
+
+    Always bounded: ``flux_err / s`` (large for faint objects) becomes ln(1 + .); the others are bounded already
+    (log1p of days, flux / s in [-1, 1], flags). Without ``settings`` (or with the seed's) that is all, in place.
+    With ``settings.rest_frame`` feature 0 is ln(1 + days / (1 + z)), ``z = photoz`` (one per object; 0 for
+    galactic objects, whose times stay as observed); with ``settings.snr`` asinh(flux / flux_err) is inserted as
+    feature 4 (before the one-hot passband), so ``settings.n_features`` columns come out.
+    With ``rng`` (training only) the augmentation of ``settings`` is drawn: observations dropped (the remaining
+    ones moved to the front, their time steps recomputed), fluxes jittered by their errors, (1 + z) jittered.
+    Zero (padding) steps stay zero.
     """
-    x[..., 2] = np.log1p(np.maximum(x[..., 2], 0.0))
+    if settings is None or not (settings.rest_frame or settings.snr or (rng is not None and settings.augments)):
+        x[..., 2] = np.log1p(np.maximum(x[..., 2], 0.0))
+        return x
+    x = np.array(x, np.float32)
+    real = x[..., 4:].any(axis=-1)
+    dt = np.expm1(x[..., 0].astype(np.float64))
+    if rng is not None and settings.drop_points:
+        x, dt, real = _drop_points(x, dt, real, settings.drop_points, rng)
+    if rng is not None and settings.flux_jitter:
+        x[..., 1] += (settings.flux_jitter * rng.standard_normal(x.shape[:2]) * x[..., 2]).astype(np.float32)
+    if settings.rest_frame and photoz is not None:
+        z = np.nan_to_num(np.asarray(photoz, np.float64))
+        factor = 1.0 + np.maximum(z, 0.0)
+        if rng is not None and settings.z_jitter:
+            factor = np.where(z > 0, factor * np.exp(settings.z_jitter * rng.standard_normal(len(z))), factor)
+        dt = dt / factor[:, None]
+    x[..., 0] = np.log1p(np.maximum(dt, 0.0))
+    err = x[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = np.where(err > 0, np.arcsinh(x[..., 1] / err), 0.0).astype(np.float32)
+    x[..., 2] = np.log1p(np.maximum(err, 0.0))
+    x = np.where(real[..., None], x, np.float32(0.0))
+    if settings.snr:
+        x = np.concatenate([x[..., :4], snr[..., None] * real[..., None], x[..., 4:]], axis=-1)
     return x
 
 
-def predict_proba(model, seqs: Sequences, pos: np.ndarray, agg: np.ndarray, batch_size: int, max_len: int):
-    """Softmax of ``model`` over objects ``pos`` of ``seqs`` (aggregates ``agg``, same order).
+def _drop_points(x, dt, real, most, rng):
+    """Drop a share U(0, most) of each object's observations (3 kept at least); kept steps first, times recomputed."""
+    t = np.cumsum(dt, axis=1)  # days since the first observation (padding adds 0)
+    rate = rng.uniform(0.0, most, (len(x), 1))
+    keep = real & (rng.random(real.shape) >= rate)
+    short = keep.sum(axis=1) < np.minimum(real.sum(axis=1), 3)
+    keep[short] = real[short]
+    order = np.argsort(~keep, axis=1, kind="stable")
+    x = np.take_along_axis(x, order[..., None], axis=1)
+    t = np.take_along_axis(t, order, axis=1)
+    keep = np.take_along_axis(keep, order, axis=1)
+    dt = np.zeros_like(t)
+    dt[:, 1:] = np.where(keep[:, 1:], t[:, 1:] - t[:, :-1], 0.0)
+    return x, dt, keep
+
+
+def predict_proba(model, seqs: Sequences, pos: np.ndarray, agg: np.ndarray, batch_size: int, max_len: int,
+                  settings=None, photoz: np.ndarray | None = None):
+    """Softmax of ``model`` over objects ``pos`` of ``seqs`` (aggregates ``agg`` and ``photoz``, same order).
 
     ``model`` is one fold model or the mean of all (:class:`kit.lstm_model.FoldMean`; ``agg`` then
-    (n, folds, n_aggregates), each fold's own scaling). Every batch is padded to
+    (n, folds, n_aggregates), each fold's own scaling); its step inputs are :func:`network_steps` of ``settings``
+    (no augmentation). Every batch is padded to
     ``batch_size`` rows (the steps are already padded to a multiple of ``PAD_QUANTUM``), so the compiled
     predict function sees one batch size and traces at most twice: once, then once with the steps relaxed.
     """
-    return predict_batches(model, input_batches(seqs, pos, agg, batch_size, max_len), len(pos))
+    return predict_batches(model, input_batches(seqs, pos, agg, batch_size, max_len, settings, photoz), len(pos))
 
 
-def input_batches(seqs: Sequences, pos: np.ndarray, agg: np.ndarray, batch_size: int,
-                  max_len: int) -> Iterator[tuple[dict, np.ndarray]]:
+def input_batches(seqs: Sequences, pos: np.ndarray, agg: np.ndarray, batch_size: int, max_len: int,
+                  settings=None, photoz: np.ndarray | None = None) -> Iterator[tuple[dict, np.ndarray]]:
     """Yield ``(inputs, rows)``: the network's inputs for objects ``pos[rows]`` in length-bucketed batches, every
-    batch padded to ``batch_size`` rows (the first ``len(rows)`` are real)."""
+    batch padded to ``batch_size`` rows (the first ``len(rows)`` are real); steps as :func:`network_steps` of
+    ``settings`` (``photoz``: one per object of ``pos``, for the rest-frame time)."""
     for batch, x, _ in iter_batches(seqs, pos, batch_size, max_len):
-        yield {"seq": _pad_rows(network_steps(x), batch_size), "agg": _pad_rows(agg[batch], batch_size)}, batch
+        steps = network_steps(x, settings, None if photoz is None else photoz[batch])
+        yield {"seq": _pad_rows(steps, batch_size), "agg": _pad_rows(agg[batch], batch_size)}, batch
 
 
 def predict_batches(model, batches: Iterable[tuple[dict, np.ndarray]], n: int) -> np.ndarray:
@@ -87,8 +139,10 @@ def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
     return np.concatenate([x, np.zeros((rows - len(x), *x.shape[1:]), x.dtype)])
 
 
-def _training_dataset(seqs, pos, agg, onehot, weights, settings, seed):
+def _training_dataset(seqs, pos, agg, onehot, weights, settings, seed, photoz=None):
     """Mixed batches (:func:`kit.sequences.mixed_batches`) as a Keras PyDataset (any backend); new ones each epoch.
+
+    Steps are :func:`network_steps` of ``settings`` with its augmentation drawn anew for every batch and epoch.
 
     Keras takes the input signature of the whole fit from the first two batches of the order the dataset has when
     fit starts, then reshuffles (``on_epoch_end``) before the first epoch. The narrowest and the widest batch go
@@ -127,7 +181,9 @@ def _training_dataset(seqs, pos, agg, onehot, weights, settings, seed):
         def __getitem__(self, i):
             batch = self.batches[i]
             x, _ = seqs.pad(pos[batch], settings.max_len, length=self.width)
-            return {"seq": network_steps(x), "agg": agg[batch]}, onehot[batch], weights[batch].astype(np.float32)
+            rng = np.random.default_rng([seed, self.epoch, i, 1])
+            steps = network_steps(x, settings, None if photoz is None else photoz[batch], rng)
+            return {"seq": steps, "agg": agg[batch]}, onehot[batch], weights[batch].astype(np.float32)
 
     return MixedBatches()
 
@@ -221,7 +277,8 @@ def _build_lstm(settings, n_aggregates: int, seqs: Sequences, pos: np.ndarray):
 
 LSTM_NETWORK = Network(
     MODEL, _build_lstm, _training_dataset,
-    lambda seqs, pos, agg, batch_size, settings: input_batches(seqs, pos, agg, batch_size, settings.max_len))
+    lambda seqs, pos, agg, batch_size, settings, photoz=None: input_batches(seqs, pos, agg, batch_size,
+                                                                            settings.max_len, settings, photoz))
 
 
 def train(config: Config, settings=None, max_folds: int | None = None, *, network: Network = LSTM_NETWORK,
@@ -238,12 +295,13 @@ def train(config: Config, settings=None, max_folds: int | None = None, *, networ
     """
     from kit.featurize import load_train_features
     from kit.folds import load_or_make_folds
-    from kit.lstm_model import LSTMSettings, Scaler, keras
+    from kit.lstm_model import DEFAULT, Scaler, keras
 
-    settings = settings or LSTMSettings()
+    settings = settings or DEFAULT
+    settings = replace(settings, features=feature_sets(config, settings.features))
     name = network.name
     path = config.features_path("train")
-    frame = load_train_features(config)
+    frame = load_train_features(config, settings.features)
     seqs = load_sequences(config.sequences_dir("train"))
     ids = frame[survey.OBJECT_ID].to_numpy()
     pos = seqs.positions(ids, str(config.sequences_dir("train")))
@@ -253,7 +311,10 @@ def train(config: Config, settings=None, max_folds: int | None = None, *, networ
     columns = aggregate_columns(frame)
     raw = frame[columns].to_numpy(np.float64)
     onehot = (y[:, None] == np.asarray(survey.CLASSES)[None, :]).astype(np.float32)
-    galactic = survey.is_galactic(frame["hostgal_photoz"].to_numpy()) if "hostgal_photoz" in frame else None
+    photoz = frame["hostgal_photoz"].to_numpy(np.float64) if "hostgal_photoz" in frame else None
+    galactic = None if photoz is None else survey.is_galactic(photoz)
+    if getattr(settings, "rest_frame", False) and photoz is None:
+        raise InputError(f"{path}: no hostgal_photoz column for the rest-frame time; rebuild it (make features).")
 
     def masked(p, rows):
         return p if galactic is None else mask_by_group(p, galactic[rows])
@@ -274,22 +335,25 @@ def train(config: Config, settings=None, max_folds: int | None = None, *, networ
             model = plan.build(settings, len(columns)) if plan else network.build(settings, len(columns), seqs, pos[tr])
 
             def val_loss(m, va=va, agg=agg):
-                p = predict_batches(m, network.batches(seqs, pos[va], agg[va], batch, settings), len(va))
+                p = predict_batches(m, network.batches(seqs, pos[va], agg[va], batch, settings, _rows(photoz, va)),
+                                    len(va))
                 return metric.weighted_log_loss(y[va], masked(p, va))
 
             monitor = _monitor(val_loss, settings.patience)
             print(f"{name} fold {k}: {len(tr)} train, {len(va)} validation objects", flush=True)
             # training-fold weights, so the weighted mean loss is the metric of the training fold
             weights = metric.sample_weights(y[tr])
-            dataset = network.dataset(seqs, pos[tr], agg[tr], onehot[tr], weights, settings, config.seed + k)
+            dataset = network.dataset(seqs, pos[tr], agg[tr], onehot[tr], weights, settings, config.seed + k,
+                                      _rows(photoz, tr))
             if plan:
                 plan.fit(model, dataset, settings, monitor)
             else:
                 model.fit(dataset, epochs=settings.epochs, callbacks=[monitor], verbose=0, shuffle=False)
             before_bn.append(float(min(monitor.history)) if monitor.history else float("nan"))
-            train_batches = partial(network.batches, seqs, pos[tr], agg[tr], batch, settings)
+            train_batches = partial(network.batches, seqs, pos[tr], agg[tr], batch, settings, _rows(photoz, tr))
             recalibrate_batch_norm(model, train_batches, len(tr))
-            p = predict_batches(model, network.batches(seqs, pos[va], agg[va], batch, settings), len(va))
+            p = predict_batches(model, network.batches(seqs, pos[va], agg[va], batch, settings, _rows(photoz, va)),
+                                len(va))
             if galactic is not None:
                 wrong += int(wrong_group_rows(p, galactic[va]).sum())
             oof[va] = masked(p, va)
@@ -324,6 +388,19 @@ def train(config: Config, settings=None, max_folds: int | None = None, *, networ
         else:
             log.warning("only %d of %d folds trained: no oof.parquet written", n_folds, int(folds.max()) + 1)
     return summary
+
+
+def _rows(x: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if x is None else x[rows]
+
+
+def feature_sets(config: Config, wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """The feature sets of ``wanted`` whose training features are built; GP features missing: logged, left out."""
+    if "gp" in wanted and not config.features_path("train", "gp").exists():
+        log.warning("lstm: %s not built (make gp-features): the dense side gets the aggregate features only",
+                    config.features_path("train", "gp"))
+        return tuple(k for k in wanted if k != "gp")
+    return tuple(wanted)
 
 
 def load_models(config: Config, name: str = MODEL) -> tuple[list, list, dict]:
@@ -368,45 +445,60 @@ def count_wrong_group(config: Config, proba: np.ndarray, galactic: np.ndarray, m
 
 def predict_test(config: Config, name: str = MODEL) -> tuple[np.ndarray, np.ndarray]:
     """Stream the test set through every fold model in length-bucketed batches; average, mask by group, save."""
-    from kit.lstm_model import FoldMean
+    from kit.lstm_model import FoldMean, LSTMSettings
 
-    models, scalers, settings = load_models(config, name)
+    models, scalers, saved = load_models(config, name)
+    settings = LSTMSettings.from_dict(saved)
     model = FoldMean(models)
-    return predict_test_set(config, scalers, lambda seqs, pos, agg: predict_proba(
-        model, seqs, pos, agg, 2 * settings["batch_size"], settings["max_len"]), name)
+    return predict_test_set(config, scalers, lambda seqs, pos, agg, photoz: predict_proba(
+        model, seqs, pos, agg, 2 * settings.batch_size, settings.max_len, settings, photoz), name, settings.features)
 
 
-def predict_test_set(config: Config, scalers: list, predict: Callable, model: str = MODEL) -> tuple[np.ndarray,
-                                                                                                  np.ndarray]:
+def predict_test_set(config: Config, scalers: list, predict: Callable, model: str = MODEL,
+                     features: tuple[str, ...] = ("aggregate",)) -> tuple[np.ndarray, np.ndarray]:
     """The test set from its built features and sequences, block by block; wrong-group rows counted
     (:func:`count_wrong_group`), masked by group, saved at ``config.test_pred_path(model)``; (ids, proba).
 
-    ``predict(seqs, pos, agg)``: (n, 14) unmasked probabilities of objects ``pos`` of the test sequences, ``agg``
-    their aggregates scaled by each fold's scaler (:func:`fold_aggregates`).
+    ``predict(seqs, pos, agg, photoz)``: (n, 14) unmasked probabilities of objects ``pos`` of the test sequences,
+    ``agg`` their aggregates (of the feature sets ``features``) scaled by each fold's scaler (:func:`fold_aggregates`).
     """
+    from kit.featurize import MAKE_TARGET
+
     seqs = load_sequences(config.sequences_dir("test"))
-    path = config.features_path("test")
-    if not path.exists():
-        raise InputError(f"{path}: test features not built yet. Run `make features` first.")
-    table = pq.ParquetFile(path)
     wanted = [c for c in scalers[0].columns if c != SCALE_FEATURE]
-    missing = [c for c in [survey.OBJECT_ID, "hostgal_photoz", *wanted] if c not in table.schema_arrow.names]
+    tables, names = [], set()  # (path, file, its columns to read), the aggregate features first
+    for kind in dict.fromkeys(("aggregate", *features)):
+        path = config.features_path("test", kind)
+        if not path.exists():
+            raise InputError(f"{path}: {kind} test features not built yet. Run `make {MAKE_TARGET[kind]}` first.")
+        table = pq.ParquetFile(path)
+        own = [c for c in table.schema_arrow.names if c in wanted and c not in names]
+        first = [] if tables else ["hostgal_photoz"]  # for the rest-frame time and the group mask
+        names |= set(table.schema_arrow.names)
+        tables.append((path, table, list(dict.fromkeys([survey.OBJECT_ID, *first, *own]))))
+    missing = [c for c in [survey.OBJECT_ID, "hostgal_photoz", *wanted] if c not in names]
     if missing:
-        raise InputError(f"{path}: lacks columns {missing[:5]} the {model} network was trained on; rerun "
-                         "`make features`.")
-    read = list(dict.fromkeys([survey.OBJECT_ID, "hostgal_photoz", *wanted]))
+        raise InputError(f"{tables[-1][0]}: lacks columns {missing[:5]} the {model} network was trained on; "
+                         "rebuild the test features (make features / make gp-features).")
     ids, raw, galactic, done = [], [], [], 0
-    for block in table.iter_batches(batch_size=PREDICT_BLOCK, columns=read):
-        frame = block.to_pandas()
+    blocks = zip(*(t.iter_batches(batch_size=PREDICT_BLOCK, columns=read) for _, t, read in tables), strict=True)
+    for parts in blocks:
+        frame = parts[0].to_pandas()
         block_ids = frame[survey.OBJECT_ID].to_numpy()
+        for (path, _, _), part in zip(tables[1:], parts[1:], strict=True):
+            other = part.to_pandas()
+            if not np.array_equal(other.pop(survey.OBJECT_ID).to_numpy(), block_ids):
+                raise InputError(f"{path}: objects in another order than {tables[0][0]}: rebuild it.")
+            frame = pd.concat([frame, other], axis=1)
         pos = seqs.positions(block_ids, str(config.sequences_dir("test")))
         frame[SCALE_FEATURE] = seqs.log_scale[pos]
-        agg = fold_aggregates(scalers, frame, str(path), model)
-        raw.append(predict(seqs, pos, agg))
-        galactic.append(survey.is_galactic(frame["hostgal_photoz"].to_numpy()))
+        agg = fold_aggregates(scalers, frame, str(tables[0][0]), model)
+        photoz = frame["hostgal_photoz"].to_numpy(np.float64)
+        raw.append(predict(seqs, pos, agg, photoz))
+        galactic.append(survey.is_galactic(photoz))
         ids.append(block_ids)
         done += len(block_ids)
-        log.info("%s: predicted %d of %d test objects", model, done, table.metadata.num_rows)
+        log.info("%s: predicted %d of %d test objects", model, done, tables[0][1].metadata.num_rows)
     ids_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
     raw_all = np.concatenate(raw) if raw else np.zeros((0, len(survey.CLASSES)))
     galactic_all = np.concatenate(galactic) if galactic else np.zeros(0, bool)
@@ -420,9 +512,15 @@ class Predictor:
     """Streamed test chunks: sequences + each fold's scaled aggregates through the fold models, mean softmax."""
 
     def __init__(self, config: Config, name: str = MODEL) -> None:
-        from kit.lstm_model import FoldMean
+        from kit.lstm_model import FoldMean, LSTMSettings
 
-        models, self.scalers, self.settings = load_models(config, name)
+        models, self.scalers, saved = load_models(config, name)
+        self.settings = LSTMSettings.from_dict(saved)
+        if set(self.settings.features) - {"aggregate"}:
+            raise InputError(f"{config.model_dir(name)}: the network was trained on "
+                             f"{'+'.join(self.settings.features)} features; streamed chunks make the aggregate set "
+                             f"only. Retrain it with `--features aggregate` "
+                             f"(make train-{name} LSTM_FEATURES=aggregate).")
         self.model = FoldMean(models)
         self.where = str(config.test_lightcurves)
 
@@ -431,11 +529,14 @@ class Predictor:
         pos = seqs.positions(chunk.object_ids, self.where)
         frame = chunk.features.assign(**{SCALE_FEATURE: seqs.log_scale[pos]})
         agg = fold_aggregates(self.scalers, frame, f"{self.where} (streamed features)")
-        return predict_proba(self.model, seqs, pos, agg, 2 * self.settings["batch_size"], self.settings["max_len"])
+        s = self.settings
+        photoz = frame["hostgal_photoz"].to_numpy(np.float64)
+        return predict_proba(self.model, seqs, pos, agg, 2 * s.batch_size, s.max_len, s, photoz)
 
 
 def inference_benchmark(
-    model, seqs: Sequences, n_aggregates: int, n_objects: int = 2000, batch_size: int = 256, max_len: int = 352
+    model, seqs: Sequences, n_aggregates: int, n_objects: int = 2000, batch_size: int = 256, max_len: int = 352,
+    settings=None,
 ) -> dict:
     """Objects per second through ``model``: length-bucketed batches vs every batch padded to ``max_len``.
 
@@ -443,15 +544,17 @@ def inference_benchmark(
     """
     pos = np.arange(min(n_objects, len(seqs)))
     agg = np.zeros((len(pos), n_aggregates), np.float32)
+    photoz = np.zeros(len(pos))
 
     def bucketed():
         for batch, x, _ in iter_batches(seqs, pos, batch_size, max_len):
-            model.predict_on_batch({"seq": network_steps(x), "agg": agg[batch]})
+            model.predict_on_batch({"seq": network_steps(x, settings, photoz[batch]), "agg": agg[batch]})
 
     def padded():
         for i in range(0, len(pos), batch_size):
             x, _ = seqs.pad(pos[i : i + batch_size], max_len, length=max_len)
-            model.predict_on_batch({"seq": network_steps(x), "agg": agg[i : i + batch_size]})
+            steps = network_steps(x, settings, photoz[i : i + batch_size])
+            model.predict_on_batch({"seq": steps, "agg": agg[i : i + batch_size]})
 
     rates = {}
     for name, fn in (("bucketed", bucketed), ("padded", padded)):
@@ -472,9 +575,17 @@ def inference_benchmark(
 
 
 def settings_from_args(args: argparse.Namespace):
-    from kit.lstm_model import DEMO, LSTMSettings
+    from kit.lstm_model import PRESETS
 
-    s = DEMO if args.preset == "demo" else LSTMSettings()
+    s = PRESETS[args.preset]
+    if args.no_augment:
+        s = replace(s, drop_points=0.0, flux_jitter=0.0, z_jitter=0.0)
+    if args.features:
+        kinds = tuple(k.strip() for k in args.features.split(",") if k.strip())
+        unknown = sorted(set(kinds) - {"aggregate", "gp"})
+        if unknown or "aggregate" not in kinds:
+            raise InputError(f"--features {args.features}: choose aggregate or aggregate,gp")
+        s = replace(s, features=kinds)
     overrides = {
         "units": args.units,
         "lstm_layers": args.lstm_layers,
@@ -500,15 +611,23 @@ def with_overrides(settings, overrides: dict):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=["seed", "demo"], default="seed",
-                        help="seed: the full network (100 units, 40 epochs); demo: a small one for CPUs")
-    parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (seed 40, demo 15)")
-    parser.add_argument("--batch-size", type=int, default=None, help="(seed 128, demo 64)")
-    parser.add_argument("--patience", type=int, default=None, help="epochs without improvement (seed 8, demo 4)")
+    parser.add_argument("--preset", choices=["default", "seed", "demo"], default="default",
+                        help="default: rest-frame time, S/N steps, bidirectional GRU + attention, aggregate + GP "
+                             "features, augmentation; seed: the seed's stacked LSTM on the stored steps; demo: the "
+                             "default made small for CPUs (kit/lstm_model.py PRESETS)")
+    parser.add_argument("--features", default=None,
+                        help="feature sets on the dense side: aggregate or aggregate,gp (default and demo: aggregate,gp"
+                             " when the GP features are built; seed: aggregate)")
+    parser.add_argument("--no-augment", action="store_true",
+                        help="no training-time augmentation (dropped points, flux and redshift jitter)")
+    parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default and seed 40, demo 15)")
+    parser.add_argument("--batch-size", type=int, default=None, help="(default and seed 128, demo 64)")
+    parser.add_argument("--patience", type=int, default=None, help="epochs without improvement (8, demo 4)")
     parser.add_argument("--max-len", type=int, default=None, help="observations per object kept (first ones; 352)")
-    parser.add_argument("--units", type=int, default=None, help="LSTM units (seed 100, demo 32)")
-    parser.add_argument("--lstm-layers", type=int, default=None)
-    parser.add_argument("--dense-units", type=int, nargs="+", default=None, help="seed: 512 256 128 64")
+    parser.add_argument("--units", type=int, default=None, help="recurrent units (default 64, seed 100, demo 32)")
+    parser.add_argument("--lstm-layers", type=int, default=None, help="recurrent layers (default 1, seed 2)")
+    parser.add_argument("--dense-units", type=int, nargs="+", default=None,
+                        help="default: 256 128 64; seed: 512 256 128 64")
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--length-buckets", type=int, default=None,
                         help="training batches from this many length buckets (default 4; --bucket-mix of the objects "
@@ -526,8 +645,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if args.bench_inference:
         models, scalers, saved = load_models(config)
         split = "test" if (config.sequences_dir("test") / ".done").exists() else "train"
+        from kit.lstm_model import LSTMSettings
+
         result = inference_benchmark(models[0], load_sequences(config.sequences_dir(split)), len(scalers[0].columns),
-                                     args.bench_objects, 2 * saved["batch_size"], args.max_len or saved["max_len"])
+                                     args.bench_objects, 2 * saved["batch_size"], args.max_len or saved["max_len"],
+                                     LSTMSettings.from_dict(saved))
         result["split"] = split
         write_json(config.model_dir(MODEL) / "inference_bench.json", result)
         print(f"inference on {result['objects']} {split} objects: bucketed {result['bucketed_objects_per_s']:.0f}/s, "

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,11 +55,20 @@ layers = keras.layers
 
 @dataclass(frozen=True)
 class LSTMSettings:
-    """Every size of the network and of its training. Defaults are the seed architecture."""
+    """Every size of the network, its step inputs and its training. The dataclass defaults are the seed
+    architecture (:data:`SEED`); :data:`PRESETS` names the others (``train-lstm --preset``)."""
 
+    #: "lstm": stacked masked LSTMs, last state out (the seed); "gru": a per-step projection (the passband
+    #: embedding), GRU layers (``bidirectional``), attention pooling over the steps (``attention``).
+    encoder: str = "lstm"
     units: int = 100
     lstm_layers: int = 2
     lstm_dropout: float = 0.1
+    bidirectional: bool = False
+    attention: bool = False
+    #: Width of the per-step Dense layer before the recurrent layers (0: none). On the one-hot columns it is
+    #: a learned passband embedding added to the projection of the other step features.
+    step_units: int = 0
     dense_units: tuple[int, ...] = (512, 256, 128, 64)
     dense_dropout: tuple[float, ...] = (0.25, 0.3, 0.4, 0.5)
     learning_rate: float = 1e-3
@@ -72,27 +81,100 @@ class LSTMSettings:
     #: batches still mix DDF and WFD objects. Batch-norm statistics are recalibrated on the training part anyway.
     length_buckets: int = 4
     bucket_mix: float = 0.25
+    #: Step inputs (:func:`kit.lstm.network_steps`): time between observations in the host's rest frame
+    #: (days / (1 + photo-z) for extragalactic objects), and asinh(flux / flux_err) as an 11th feature.
+    rest_frame: bool = False
+    snr: bool = False
+    #: Feature sets on the dense side (``aggregate``, ``gp``); GP features not built: aggregate only, logged.
+    features: tuple[str, ...] = ("aggregate",)
+    #: Training-time augmentation (never at prediction): each object drops a share of its observations drawn
+    #: uniformly from [0, drop_points]; fluxes move by ``flux_jitter`` x their errors (Gaussian); (1 + photo-z)
+    #: of extragalactic objects is multiplied by exp(N(0, z_jitter)) in the rest-frame time.
+    drop_points: float = 0.0
+    flux_jitter: float = 0.0
+    z_jitter: float = 0.0
+
+    @property
+    def n_features(self) -> int:
+        """Step features the network sees (after :func:`kit.lstm.network_steps`): 10, or 11 with ``snr``."""
+        return N_FEATURES + int(self.snr)
+
+    @property
+    def augments(self) -> bool:
+        return bool(self.drop_points or self.flux_jitter or self.z_jitter)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        return d | {"dense_units": list(self.dense_units), "dense_dropout": list(self.dense_dropout)}
+        return d | {k: list(getattr(self, k)) for k in ("dense_units", "dense_dropout", "features")}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LSTMSettings:
+        """Settings saved by :meth:`to_dict` (those of an older kit lack the new fields: the seed's values)."""
+        known = {f.name for f in fields(cls)}
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known}
+        return cls(**d)
 
 
-#: Small network for the 2,000-object demo on a laptop CPU.
-DEMO = LSTMSettings(units=32, dense_units=(128, 64, 32, 16), epochs=15, patience=4, batch_size=64)
+#: The seed architecture: two masked LSTM layers of 100 units on the stored steps, 4 dense layers.
+SEED = LSTMSettings()
+#: The default: rest-frame time, S/N steps, bidirectional GRU with attention pooling, aggregate + GP features
+#: on the dense side, and training-time augmentation.
+DEFAULT = LSTMSettings(
+    encoder="gru", units=64, lstm_layers=1, lstm_dropout=0.0, bidirectional=True, attention=True, step_units=32,
+    dense_units=(256, 128, 64), dense_dropout=(0.25, 0.35, 0.5), rest_frame=True, snr=True,
+    features=("aggregate", "gp"), drop_points=0.3, flux_jitter=0.5, z_jitter=0.05,
+)
+#: The default made small, for the 2,000-object demo on a laptop CPU.
+DEMO = replace(DEFAULT, units=32, step_units=16, dense_units=(128, 64, 32), epochs=15, patience=4, batch_size=64)
+PRESETS: dict[str, LSTMSettings] = {"seed": SEED, "default": DEFAULT, "demo": DEMO}
+
+
+@keras.saving.register_keras_serializable(package="kit")
+class AttentionPooling(layers.Layer):
+    """(batch, steps, d) -> (batch, d): softmax-weighted mean over the unmasked steps (one learned score each).
+
+    Masked steps get weight exactly 0, so padding changes nothing.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+        self.score = layers.Dense(1, name="score")
+
+    def build(self, input_shape):
+        self.score.build(input_shape)
+
+    def call(self, h, mask=None):
+        s = keras.ops.squeeze(self.score(h), -1)
+        if mask is not None:
+            s = keras.ops.where(mask, s, keras.ops.full_like(s, -1e9))
+        w = keras.ops.softmax(s, axis=1)
+        return keras.ops.sum(keras.ops.expand_dims(w, -1) * h, axis=1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
 
 
 def build_encoder(settings: LSTMSettings) -> keras.Model:
-    """The sequence encoder: ``{"seq": (batch, steps, 10) zero-padded}`` -> (batch, units), named ``"encoder"``.
+    """The sequence encoder: ``{"seq": (batch, steps, settings.n_features) zero-padded}`` -> (batch, d), named
+    ``"encoder"``.
 
-    A masked stacked LSTM. It is the part of the network that sees the light curve, so it is also what
-    self-supervised pretraining trains and fine-tuning loads (by this name). The LSTM settings keep Keras on
-    its cuDNN kernel when a GPU is there.
+    The input is what :func:`kit.lstm.network_steps` makes of the stored steps for these settings. ``d`` is
+    ``units`` (seed: the last state of stacked LSTMs), twice that when bidirectional. Zero steps are padding
+    (every real step has a passband): a Masking layer carries the mask through every layer. It is the part of
+    the network that sees the light curve, so it is also what self-supervised pretraining trains and
+    fine-tuning loads (by this name). The recurrent settings keep Keras on its cuDNN kernel when a GPU is there.
     """
-    seq_in = keras.Input(shape=(None, N_FEATURES), name="seq")
+    seq_in = keras.Input(shape=(None, settings.n_features), name="seq")
     h = layers.Masking(mask_value=0.0)(seq_in)
+    if settings.step_units:
+        h = layers.Dense(settings.step_units, activation="relu", name="step")(h)
+    cell = {"lstm": layers.LSTM, "gru": layers.GRU}[settings.encoder]
     for i in range(settings.lstm_layers):
-        h = layers.LSTM(
+        rnn = cell(
             settings.units,
             activation="tanh",
             recurrent_activation="sigmoid",
@@ -100,18 +182,21 @@ def build_encoder(settings: LSTMSettings) -> keras.Model:
             unroll=False,
             use_bias=True,
             dropout=settings.lstm_dropout,
-            return_sequences=i < settings.lstm_layers - 1,
-        )(h)
+            return_sequences=settings.attention or i < settings.lstm_layers - 1,
+        )
+        h = (layers.Bidirectional(rnn) if settings.bidirectional else rnn)(h)
+    if settings.attention:
+        h = AttentionPooling(name="attention")(h)
     return keras.Model({"seq": seq_in}, h, name="encoder")
 
 
 def build_model(settings: LSTMSettings, n_aggregates: int, encoder: keras.Model | None = None) -> keras.Model:
     """The encoder (:func:`build_encoder`, or a pretrained one) concatenated with the aggregates, then dense blocks.
 
-    Inputs: ``{"seq": (batch, steps, 10) zero-padded, "agg": (batch, n_aggregates)}``; output: (batch, 14)
-    softmax over ``survey.CLASSES``.
+    Inputs: ``{"seq": (batch, steps, settings.n_features) zero-padded, "agg": (batch, n_aggregates)}``; output:
+    (batch, 14) softmax over ``survey.CLASSES``.
     """
-    seq_in = keras.Input(shape=(None, N_FEATURES), name="seq")
+    seq_in = keras.Input(shape=(None, settings.n_features), name="seq")
     h = (encoder or build_encoder(settings))({"seq": seq_in})
     return classifier({"seq": seq_in}, h, n_aggregates, settings)
 

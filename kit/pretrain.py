@@ -33,7 +33,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from kit import survey
 from kit.config import Config
 from kit.errors import InputError
 from kit.files import atomic_dir, atomic_path, read_json, write_json
@@ -71,15 +73,17 @@ class PretrainOptions:
 
 
 def masked_batch(seqs: Sequences, index: np.ndarray, mask_fraction: float, rng: np.random.Generator,
-                 max_len: int = MAX_LEN) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                 max_len: int = MAX_LEN, settings=None,
+                 photoz: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Inputs and targets of one batch of objects ``index`` (each with at least two observations).
 
     Each object keeps its first ``max_len`` observations; of those ``clip(round(f * n), 1, n - 1)`` are masked.
 
     Returns
     -------
-    inputs : ``{"seq": (batch, steps, 10), "query": (batch, queries, 7)}``: the visible steps as the encoder
-        sees them (:func:`kit.lstm.network_steps`), zero-padded; the masked observations' times (years since
+    inputs : ``{"seq": (batch, steps, settings.n_features), "query": (batch, queries, 7)}``: the visible steps as
+        the encoder of ``settings`` sees them (:func:`kit.lstm.network_steps`, ``photoz`` of the objects
+        ``index`` for the rest-frame time; no augmentation), zero-padded; the masked observations' times (years since
         the first visible step) and one-hot passbands, zero-padded.
     targets : (batch, queries, 3) float32: flux and flux_err on the visible scale, and 1 for a real query
         (0 for padding).
@@ -132,7 +136,7 @@ def masked_batch(seqs: Sequences, index: np.ndarray, mask_fraction: float, rng: 
     targets[q_obj, q_pos, 0] = rows[qry, 1] / scale[q_obj]
     targets[q_obj, q_pos, 1] = rows[qry, 2] / scale[q_obj]
     targets[q_obj, q_pos, 2] = 1.0
-    return {"seq": network_steps(seq), "query": query}, targets
+    return {"seq": network_steps(seq, settings, photoz), "query": query}, targets
 
 
 def choose_masked(lens: np.ndarray, n_mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -182,7 +186,7 @@ def build_pretrainer(settings, options: PretrainOptions):
 
     encoder = build_encoder(settings)
     decoder = build_decoder(int(encoder.output.shape[-1]), options.decoder_units)
-    seq_in = keras.Input(shape=(None, N_FEATURES), name="seq")
+    seq_in = keras.Input(shape=(None, settings.n_features), name="seq")
     q_in = keras.Input(shape=(None, N_QUERY), name="query")
     out = decoder({"vector": encoder({"seq": seq_in}), "query": q_in})
     model = keras.Model({"seq": seq_in, "query": q_in}, out, name="pretrainer")
@@ -222,7 +226,7 @@ def epoch_batches(stores, positions, settings, seed: int, epoch: int) -> list[tu
     return batches
 
 
-def _dataset(stores, batches, mask_fraction: float, settings, seed: int, epoch: int):
+def _dataset(stores, photoz, batches, mask_fraction: float, settings, seed: int, epoch: int):
     from kit.lstm_model import keras
 
     class MaskedBatches(keras.utils.PyDataset):
@@ -232,9 +236,21 @@ def _dataset(stores, batches, mask_fraction: float, settings, seed: int, epoch: 
         def __getitem__(self, i):
             k, pos = batches[i]
             rng = np.random.default_rng([seed, epoch, i])
-            return masked_batch(stores[k], pos, mask_fraction, rng, settings.max_len)
+            return masked_batch(stores[k], pos, mask_fraction, rng, settings.max_len, settings, photoz[k][pos])
 
     return MaskedBatches()
+
+
+def store_photoz(source: Config, split: str, seqs: Sequences) -> np.ndarray:
+    """hostgal_photoz of the objects of ``seqs`` (the ``split`` metadata's, in the store's order), for the
+    rest-frame time; an object missing from the metadata gets NaN (its times stay as observed)."""
+    path = source.test_metadata if split == "test" else source.train_metadata
+    if not path.exists():
+        raise InputError(f"{path}: not found; the rest-frame time of the {split} light curves needs its photo-z "
+                         "(check --data / SOURCE=, or pretrain a preset without it: --preset seed).")
+    meta = pd.read_csv(path, usecols=[survey.OBJECT_ID, "hostgal_photoz"])
+    z = pd.Series(meta["hostgal_photoz"].to_numpy(np.float64), index=meta[survey.OBJECT_ID].to_numpy())
+    return z.reindex(np.asarray(seqs.object_ids)).to_numpy(np.float64)
 
 
 def output_dir(config: Config, source: str | None) -> Path:
@@ -261,6 +277,8 @@ def pretrain(config: Config, settings, options: PretrainOptions, fresh: bool = F
     source = config if options.source is None else config.with_(data_dir=Path(options.source))
     splits = ["test", "train"] if options.with_train else ["test"]
     stores = [load_sequences(source.sequences_dir(s)) for s in splits]
+    photoz = [store_photoz(source, s, seqs) if settings.rest_frame else np.full(len(seqs), np.nan)
+              for s, seqs in zip(splits, stores, strict=True)]
     positions = pool(stores, options.max_objects, config.seed)
     n_objects = int(sum(len(p) for p in positions))
     if n_objects == 0:
@@ -281,7 +299,7 @@ def pretrain(config: Config, settings, options: PretrainOptions, fresh: bool = F
     verbose = 1 if sys.stdout.isatty() else 2
     for epoch in range(state["epoch"], options.epochs):
         batches = epoch_batches(stores, positions, settings, config.seed, epoch)
-        dataset = _dataset(stores, batches, options.mask_fraction, settings, config.seed, epoch)
+        dataset = _dataset(stores, photoz, batches, options.mask_fraction, settings, config.seed, epoch)
         started = time.perf_counter()
         fit = model.fit(dataset, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose, shuffle=False)
         seconds = time.perf_counter() - started
@@ -313,15 +331,14 @@ def pretrain(config: Config, settings, options: PretrainOptions, fresh: bool = F
 
 
 def settings_for(preset: str, **overrides):
-    """The LSTM settings of ``preset`` ('seed' or 'demo') with the given non-None fields replaced."""
-    from kit.lstm_model import DEMO, LSTMSettings
+    """The LSTM settings of ``preset`` (:data:`kit.lstm_model.PRESETS`) with the given non-None fields replaced."""
+    from kit.lstm_model import PRESETS
 
-    base = DEMO if preset == "demo" else LSTMSettings()
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    return replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=["seed", "demo"], default="seed",
+    parser.add_argument("--preset", choices=["seed", "default", "demo"], default="default",
                         help="the encoder of this LSTM preset (fine-tune with the same one)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs in all (a rerun continues; default 10)")
     parser.add_argument("--mask-fraction", type=float, default=0.25,
@@ -329,7 +346,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-objects", type=int, default=None, help="pretrain on a random subset of this size")
     parser.add_argument("--batch-size", type=int, default=None, help="(the preset's: seed 128, demo 64)")
     parser.add_argument("--learning-rate", type=float, default=None)
-    parser.add_argument("--units", type=int, default=None, help="LSTM units (the preset's: seed 100, demo 32)")
+    parser.add_argument("--units", type=int, default=None, help="recurrent units (the preset's)")
     parser.add_argument("--max-len", type=int, default=None, help="observations per object kept (first ones; 352)")
     parser.add_argument("--with-train", action="store_true", help="the training light curves too (no labels used)")
     parser.add_argument("--source", default=None,

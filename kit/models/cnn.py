@@ -52,10 +52,12 @@ class CNNSettings:
     patience: int = 8
     #: Subtract the mean training image (of the fold's training part) from every image, as in the paper.
     background: bool = False
+    #: Feature sets on the dense side (``gp`` left out, with a warning, where the GP features are not built).
+    features: tuple[str, ...] = ("aggregate", "gp")
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        return d | {k: list(d[k]) for k in ("filters", "dense_units", "dense_dropout")}
+        return d | {k: list(d[k]) for k in ("filters", "dense_units", "dense_dropout", "features")}
 
 
 #: Small network for the 2,000-object demo on a laptop CPU.
@@ -81,10 +83,11 @@ def build_model(settings: CNNSettings, n_aggregates: int, background: np.ndarray
     return classifier({"img": img_in}, layers.Flatten()(h), n_aggregates, settings)
 
 
-def image_batches(seqs: Sequences, pos: np.ndarray, agg: np.ndarray, batch_size: int, settings=None):
+def image_batches(seqs: Sequences, pos: np.ndarray, agg: np.ndarray, batch_size: int, settings=None, photoz=None):
     """Yield ``(inputs, rows)`` (as :func:`kit.lstm.input_batches`): the dmdt images of objects ``pos[rows]``, built
     now, and their aggregates, in order, every batch padded with zero rows to ``batch_size`` (one shape for the
-    compiled predict function). ``agg`` is (n, n_aggregates), or (n, folds, n_aggregates) for a FoldMean."""
+    compiled predict function). ``agg`` is (n, n_aggregates), or (n, folds, n_aggregates) for a FoldMean.
+    ``settings`` and ``photoz`` are unused (the images are in observed time): :class:`kit.lstm.Network`'s signature."""
     from kit.dmdt import dmdt_images
     from kit.lstm import _pad_rows
 
@@ -94,8 +97,8 @@ def image_batches(seqs: Sequences, pos: np.ndarray, agg: np.ndarray, batch_size:
         yield {"img": _pad_rows(images, batch_size), "agg": _pad_rows(agg[rows], batch_size)}, rows
 
 
-def _training_dataset(seqs, pos, agg, onehot, weights, settings: CNNSettings, seed: int):
-    """Random batches of images built on the fly, as a Keras PyDataset; new batches each epoch."""
+def _training_dataset(seqs, pos, agg, onehot, weights, settings: CNNSettings, seed: int, photoz=None):
+    """Random batches of images built on the fly, as a Keras PyDataset; new batches each epoch (``photoz`` unused)."""
     from kit.dmdt import dmdt_images
     from kit.lstm_model import keras
 
@@ -152,11 +155,16 @@ class Predictor:
         self.model = FoldMean([keras.saving.load_model(out / f"fold{k}.keras") for k in range(saved["n_folds"])])
         self.scalers = [Scaler.load(out / f"scaler_fold{k}.json") for k in range(saved["n_folds"])]
         self.batch_size = 2 * saved["settings"]["batch_size"]
+        self.features = tuple(saved["settings"].get("features", ("aggregate",)))
         self.where = str(config.test_lightcurves)
 
     def predict(self, chunk) -> np.ndarray:
         from kit.lstm import fold_aggregates, predict_batches
 
+        if set(self.features) - {"aggregate"}:
+            raise InputError(f"the CNN was trained on {'+'.join(self.features)} features; streamed chunks make the "
+                             "aggregate set only. Retrain it with `--features aggregate` (make train-cnn "
+                             "CNN_ARGS='--features aggregate').")
         seqs = chunk.sequences
         pos = seqs.positions(chunk.object_ids, self.where)
         frame = chunk.features.assign(**{SCALE_FEATURE: seqs.log_scale[pos]})
@@ -169,8 +177,8 @@ def predict_test(config: Config) -> tuple[np.ndarray, np.ndarray]:
     from kit.lstm import predict_batches, predict_test_set
 
     p = Predictor(config)
-    return predict_test_set(config, p.scalers, lambda seqs, pos, agg: predict_batches(
-        p.model, image_batches(seqs, pos, agg, p.batch_size), len(pos)), NAME)
+    return predict_test_set(config, p.scalers, lambda seqs, pos, agg, photoz: predict_batches(
+        p.model, image_batches(seqs, pos, agg, p.batch_size), len(pos)), NAME, p.features)
 
 
 def settings_from_args(args: argparse.Namespace) -> CNNSettings:
@@ -185,6 +193,7 @@ def settings_from_args(args: argparse.Namespace) -> CNNSettings:
         "patience": args.patience,
         "learning_rate": args.learning_rate,
         "background": {"on": True, "off": False}.get(args.background),
+        "features": tuple(args.features.split(",")) if args.features else None,
     }
     return with_overrides(s, overrides)
 
@@ -196,6 +205,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--background", choices=["on", "off"], default=None,
                         help="subtract the mean training image (of each fold's training part) from every image, "
                              "as Mahabal et al. (default off)")
+    parser.add_argument("--features", default=None,
+                        help="feature sets on the dense side, comma-separated: aggregate,gp (default) or aggregate")
     parser.add_argument("--filters", type=int, nargs="+", default=None, help="filters of each conv layer")
     parser.add_argument("--dense-units", type=int, nargs="+", default=None, help="dense layers after the concat")
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 40, demo 10)")
