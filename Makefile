@@ -33,7 +33,7 @@ PRETRAINED ?= $(PRETRAIN_DIR)/encoder.keras
 PRETRAIN_ARGS ?=
 LSTM_FT_ARGS ?=
 TRANSFER_ARGS ?=
-# The LSTM's dense side: aggregate,gp (the default preset uses the GP features) or aggregate.
+# The networks' dense side (LSTM, CNN, fine-tuned LSTM): aggregate,gp (the default) or aggregate.
 LSTM_FEATURES ?= aggregate,gp
 # LightGBM: feature sets (aggregate, gp) and whether it trains on the redshift-augmented copies (1) or not (0).
 LGBM_FEATURES ?= aggregate,gp
@@ -155,18 +155,16 @@ lgbm_TRAIN = $(LGBM_TRAIN_FILES)
 lgbm_TEST = $(call feature_files,test)
 lgbm_ARGS = --features $(LGBM_FEATURES) $(if $(filter 1,$(AUGMENT)),--augmented) \
 	$(if $(filter 1,$(REWEIGHT)),--reweight) $(LGBM_ARGS)
-lstm_TRAIN = $(BUILD)/sequences_train/.done $(BUILD)/features_train.parquet
-lstm_TEST = $(BUILD)/sequences_test/.done $(BUILD)/features_test.parquet
-lstm_ARGS = $(LSTM_ARGS)
-cnn_TRAIN = $(lstm_TRAIN)
-cnn_TEST = $(lstm_TEST)
-cnn_ARGS = $(CNN_ARGS)
-lstm_ft_TRAIN = $(lstm_TRAIN) $(PRETRAINED)
-lstm_ft_TEST = $(lstm_TEST)
-lstm_ft_ARGS = $(LSTM_ARGS) --pretrained $(PRETRAINED) $(LSTM_FT_ARGS)
+NET_FEATURE_ARGS = $(if $(findstring gp,$(LSTM_FEATURES)),,--features aggregate)
 lstm_TRAIN = $(BUILD)/sequences_train/.done $(call feature_files,train,$(LSTM_FEATURES))
 lstm_TEST = $(BUILD)/sequences_test/.done $(call feature_files,test,$(LSTM_FEATURES))
-lstm_ARGS = $(if $(findstring gp,$(LSTM_FEATURES)),,--features aggregate) $(LSTM_ARGS)
+lstm_ARGS = $(NET_FEATURE_ARGS) $(LSTM_ARGS)
+cnn_TRAIN = $(lstm_TRAIN)
+cnn_TEST = $(lstm_TEST)
+cnn_ARGS = $(NET_FEATURE_ARGS) $(CNN_ARGS)
+lstm_ft_TRAIN = $(lstm_TRAIN) $(PRETRAINED)
+lstm_ft_TEST = $(lstm_TEST)
+lstm_ft_ARGS = $(lstm_ARGS) --pretrained $(PRETRAINED) $(LSTM_FT_ARGS)
 prior_TRAIN = $(call src,training_set_metadata.csv)
 
 .SECONDEXPANSION:
