@@ -204,7 +204,7 @@ $(PRETRAIN_DIR)/encoder.keras: $(SOURCE_SEQUENCES)
 .PHONY: pretrain transfer-study
 pretrain: $(PRETRAIN_DIR)/encoder.keras ## pretrain the LSTM encoder on unlabelled test light curves (PRETRAIN_ARGS=, SOURCE=)
 transfer-study: $(PRETRAINED) $(lstm_TRAIN) $(MODELS)/folds.csv ## LSTM from scratch vs pretrained at 5/25/100% of the labels (TRANSFER_ARGS=)
-	$(KIT) transfer-study $(ARGS) --pretrained $(PRETRAINED) $(LSTM_ARGS) $(TRANSFER_ARGS)
+	$(KIT) transfer-study $(ARGS) --pretrained $(PRETRAINED) $(NET_FEATURE_ARGS) $(LSTM_ARGS) $(TRANSFER_ARGS)
 
 # --- submission --------------------------------------------------------------------------------------
 $(SUBMISSION): $(MODELS)/$(MODEL)/test.parquet $(call src,test_set_metadata.csv)

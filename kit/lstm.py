@@ -258,8 +258,9 @@ class Network:
 
     ``name``: the registry name (its folder under models/<name>/). ``build(settings, n_aggregates, seqs, pos)``: one
     fold's compiled Keras model (``pos``: the fold's training objects in ``seqs``). ``dataset(seqs, pos, agg, onehot,
-    weights, settings, seed)``: its training batches (a Keras PyDataset). ``batches(seqs, pos, agg, batch_size,
-    settings)``: its inputs in batches, ``(inputs, rows)`` as :func:`input_batches` (prediction, batch norm).
+    weights, settings, seed, photoz)``: its training batches (a Keras PyDataset). ``batches(seqs, pos, agg,
+    batch_size, settings, photoz)``: its inputs in batches, ``(inputs, rows)`` as :func:`input_batches` (prediction,
+    batch norm). ``photoz``: one per object of ``pos`` (or None), for networks that use rest-frame time.
     The LSTM's is :data:`LSTM_NETWORK`; the dmdt CNN's is in :mod:`kit.models.cnn`.
     """
 
@@ -397,7 +398,7 @@ def _rows(x: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
 def feature_sets(config: Config, wanted: tuple[str, ...]) -> tuple[str, ...]:
     """The feature sets of ``wanted`` whose training features are built; GP features missing: logged, left out."""
     if "gp" in wanted and not config.features_path("train", "gp").exists():
-        log.warning("lstm: %s not built (make gp-features): the dense side gets the aggregate features only",
+        log.warning("%s not built (make gp-features): the dense side gets the aggregate features only",
                     config.features_path("train", "gp"))
         return tuple(k for k in wanted if k != "gp")
     return tuple(wanted)
@@ -409,11 +410,12 @@ def load_models(config: Config, name: str = MODEL) -> tuple[list, list, dict]:
 
     out = config.model_dir(name)
     if not (out / "settings.json").exists():
-        raise InputError(f"{out}: no trained LSTM. Run `make train-lstm` first.")
+        raise InputError(f"{out}: no trained {name} network. Run `make train-{name}` first.")
     saved = read_json(out / "settings.json")
     n = saved["n_folds"]
     if not (out / "scaler_fold0.json").exists():
-        raise InputError(f"{out}: an LSTM of an older kit (one scaler for all folds); retrain it (make train-lstm).")
+        raise InputError(f"{out}: a network of an older kit (one scaler for all folds); retrain it "
+                         f"(make train-{name}).")
     models = [keras.saving.load_model(out / f"fold{k}.keras") for k in range(n)]
     return models, [Scaler.load(out / f"scaler_fold{k}.json") for k in range(n)], saved["settings"]
 
@@ -574,6 +576,15 @@ def inference_benchmark(
     }
 
 
+def parse_features(text: str) -> tuple[str, ...]:
+    """``--features`` of the networks: 'aggregate' or 'aggregate,gp' (spaces allowed)."""
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = sorted(set(kinds) - {"aggregate", "gp"})
+    if unknown or "aggregate" not in kinds:
+        raise InputError(f"--features {text}: choose aggregate or aggregate,gp")
+    return kinds
+
+
 def settings_from_args(args: argparse.Namespace):
     from kit.lstm_model import PRESETS
 
@@ -581,11 +592,7 @@ def settings_from_args(args: argparse.Namespace):
     if args.no_augment:
         s = replace(s, drop_points=0.0, flux_jitter=0.0, z_jitter=0.0)
     if args.features:
-        kinds = tuple(k.strip() for k in args.features.split(",") if k.strip())
-        unknown = sorted(set(kinds) - {"aggregate", "gp"})
-        if unknown or "aggregate" not in kinds:
-            raise InputError(f"--features {args.features}: choose aggregate or aggregate,gp")
-        s = replace(s, features=kinds)
+        s = replace(s, features=parse_features(args.features))
     overrides = {
         "units": args.units,
         "lstm_layers": args.lstm_layers,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +81,11 @@ class Plan:
         from kit import lstm_model
 
         encoder = load_encoder(self.encoder) if self.encoder else None
+        if encoder is not None and encoder.inputs[0].shape[-1] != settings.n_features:
+            raise InputError(f"{self.encoder}: an encoder of {encoder.inputs[0].shape[-1]} step features, but the "
+                             f"network being trained reads {settings.n_features}: pretrain with the preset you "
+                             "fine-tune with (make pretrain PRETRAIN_ARGS='--preset ...' and the same --preset "
+                             "in LSTM_ARGS).")
         return lstm_model.build_model(settings, n_aggregates, encoder)
 
     def fit(self, model, dataset, settings, monitor) -> None:
@@ -233,6 +238,7 @@ def _run(config: Config, settings, plan: Plan, max_folds: int | None) -> dict:
 
     path = config.score_path(plan.name)
     saved = read_json(path) if path.exists() else {}
+    settings = replace(settings, features=lstm.feature_sets(config, settings.features))  # as train() saves them
     if saved.get("settings") == settings.to_dict() and saved.get("plan") == asdict(plan) and (
             "test" in saved.get("transfer", {})):
         log.info("transfer study: %s already trained", plan.name)

@@ -111,3 +111,18 @@ def test_mean_image_and_background_subtraction(train_sequences):
         pixels = model.get_layer("pixels")(images[:8])
         want = images[:8] - (0 if bg is None else background)
         np.testing.assert_allclose(np.asarray(pixels), cnn.PIXEL_SCALE * want, atol=1e-5)
+
+
+def test_streaming_refuses_a_cnn_trained_on_gp_features_before_reading_a_chunk(tmp_path):
+    """Streamed chunks carry the aggregate features only; the refusal comes before any fold model is loaded."""
+    from kit.config import Config
+    from kit.errors import InputError
+    from kit.files import write_json
+    from kit.models import cnn
+
+    config = Config(data_dir=tmp_path / "data" / "x", models_root=tmp_path / "models")
+    out = config.model_dir("cnn")
+    out.mkdir(parents=True)
+    write_json(out / "settings.json", {"n_folds": 1, "settings": {"batch_size": 8, "features": ["aggregate", "gp"]}})
+    with pytest.raises(InputError, match="streamed chunks make the aggregate set only"):
+        cnn.Predictor(config)

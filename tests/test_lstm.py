@@ -498,3 +498,11 @@ def test_without_gp_features_the_dense_side_falls_back_to_aggregate(tmp_path, ca
     config.features_path("train", "gp").parent.mkdir(parents=True)
     config.features_path("train", "gp").write_bytes(b"")
     assert lstm_module.feature_sets(config, ("aggregate", "gp")) == ("aggregate", "gp")
+
+
+def test_feature_option_accepts_spaces_and_refuses_sets_without_aggregate():
+    assert lstm_module.parse_features("aggregate, gp") == ("aggregate", "gp")
+    assert lstm_module.parse_features("aggregate") == ("aggregate",)
+    for bad in ("gp", "aggregate,gps", ""):
+        with pytest.raises(InputError):
+            lstm_module.parse_features(bad)

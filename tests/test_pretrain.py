@@ -153,6 +153,15 @@ def test_finetuned_network_starts_from_the_pretrained_encoder(tiny, pretrained):
     assert not all(np.array_equal(a, b) for a, b in zip(_encoder_weights(fresh), saved, strict=True))
 
 
+def test_an_encoder_of_another_preset_is_refused(pretrained):
+    """The tiny encoder reads the seed's 10 step features; the demo preset's network reads 11 (S/N added)."""
+    from kit.lstm_model import DEMO
+
+    assert DEMO.n_features != TINY.n_features
+    with pytest.raises(InputError, match="pretrain with the preset you fine-tune with"):
+        Plan(name="ft", encoder=pretrained["encoder"]).build(DEMO, 3)
+
+
 def test_frozen_epochs_leave_the_encoder_unchanged(tiny, pretrained):
     """One frozen epoch, then one unfrozen: the encoder's weights at each epoch's end (the monitor's call)."""
     seen = []

@@ -1,5 +1,5 @@
 """The dmdt-image CNN (Mahabal et al. 2017's second system): a small Keras CNN on each object's dmdt images
-(:mod:`kit.dmdt`), with the aggregate features on the dense side like the LSTM's.
+(:mod:`kit.dmdt`), with the aggregate and GP features (``--features``) on the dense side like the LSTM's.
 
 Network: the image (24, 24, 11) scaled by :data:`PIXEL_SCALE` (minus the mean training image first when
 ``background`` is on), then per entry of ``filters`` a 3x3 convolution (ReLU), 2x2 max pooling and dropout;
@@ -145,26 +145,28 @@ def train(config: Config, settings: CNNSettings | None = None, max_folds: int | 
 class Predictor:
     """Streamed test chunks: dmdt images + each fold's scaled aggregates through the fold models, mean softmax."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, streamed: bool = True) -> None:
+        """``streamed``: for chunks of :mod:`kit.predict_stream` (aggregate features only: a model trained with
+        the GP features is refused here, before any chunk is read)."""
         from kit.lstm_model import FoldMean, Scaler, keras
 
         out = config.model_dir(NAME)
         if not (out / "settings.json").exists():
             raise InputError(f"{out}: no trained CNN. Run `make train-cnn` first.")
         saved = read_json(out / "settings.json")
+        self.features = tuple(saved["settings"].get("features", ("aggregate",)))
+        if streamed and set(self.features) - {"aggregate"}:
+            raise InputError(f"{out}: the CNN was trained on {'+'.join(self.features)} features; streamed chunks "
+                             "make the aggregate set only. Retrain it with `--features aggregate` (make train-cnn "
+                             "LSTM_FEATURES=aggregate).")
         self.model = FoldMean([keras.saving.load_model(out / f"fold{k}.keras") for k in range(saved["n_folds"])])
         self.scalers = [Scaler.load(out / f"scaler_fold{k}.json") for k in range(saved["n_folds"])]
         self.batch_size = 2 * saved["settings"]["batch_size"]
-        self.features = tuple(saved["settings"].get("features", ("aggregate",)))
         self.where = str(config.test_lightcurves)
 
     def predict(self, chunk) -> np.ndarray:
         from kit.lstm import fold_aggregates, predict_batches
 
-        if set(self.features) - {"aggregate"}:
-            raise InputError(f"the CNN was trained on {'+'.join(self.features)} features; streamed chunks make the "
-                             "aggregate set only. Retrain it with `--features aggregate` (make train-cnn "
-                             "CNN_ARGS='--features aggregate').")
         seqs = chunk.sequences
         pos = seqs.positions(chunk.object_ids, self.where)
         frame = chunk.features.assign(**{SCALE_FEATURE: seqs.log_scale[pos]})
@@ -176,13 +178,13 @@ def predict_test(config: Config) -> tuple[np.ndarray, np.ndarray]:
     """The test set from its built features and sequences (:func:`kit.lstm.predict_test_set`); masked, saved."""
     from kit.lstm import predict_batches, predict_test_set
 
-    p = Predictor(config)
+    p = Predictor(config, streamed=False)
     return predict_test_set(config, p.scalers, lambda seqs, pos, agg, photoz: predict_batches(
         p.model, image_batches(seqs, pos, agg, p.batch_size), len(pos)), NAME, p.features)
 
 
 def settings_from_args(args: argparse.Namespace) -> CNNSettings:
-    from kit.lstm import with_overrides
+    from kit.lstm import parse_features, with_overrides
 
     s = DEMO if args.preset == "demo" else CNNSettings()
     overrides = {
@@ -193,7 +195,7 @@ def settings_from_args(args: argparse.Namespace) -> CNNSettings:
         "patience": args.patience,
         "learning_rate": args.learning_rate,
         "background": {"on": True, "off": False}.get(args.background),
-        "features": tuple(args.features.split(",")) if args.features else None,
+        "features": parse_features(args.features) if args.features else None,
     }
     return with_overrides(s, overrides)
 
