@@ -410,7 +410,7 @@ def load_models(config: Config, name: str = MODEL) -> tuple[list, list, dict]:
 
     out = config.model_dir(name)
     if not (out / "settings.json").exists():
-        raise InputError(f"{out}: no trained {name} network. Run `make train-{name}` first.")
+        raise InputError(f"{out}: no trained LSTM ({name}). Run `make train-{name}` first.")
     saved = read_json(out / "settings.json")
     n = saved["n_folds"]
     if not (out / "scaler_fold0.json").exists():
