@@ -510,6 +510,14 @@ def predict_test_set(config: Config, scalers: list, predict: Callable, model: st
     return ids_all, proba
 
 
+def check_streamable(where, name: str, features) -> None:
+    """InputError unless a network trained on ``features`` can predict streamed chunks (aggregate features only)."""
+    if set(features) - {"aggregate"}:
+        raise InputError(f"{where}: the network was trained on {'+'.join(features)} features; streamed chunks make "
+                         f"the aggregate set only. Retrain it with `--features aggregate` "
+                         f"(make train-{name} LSTM_FEATURES=aggregate).")
+
+
 class Predictor:
     """Streamed test chunks: sequences + each fold's scaled aggregates through the fold models, mean softmax."""
 
@@ -518,11 +526,7 @@ class Predictor:
 
         models, self.scalers, saved = load_models(config, name)
         self.settings = LSTMSettings.from_dict(saved)
-        if set(self.settings.features) - {"aggregate"}:
-            raise InputError(f"{config.model_dir(name)}: the network was trained on "
-                             f"{'+'.join(self.settings.features)} features; streamed chunks make the aggregate set "
-                             f"only. Retrain it with `--features aggregate` "
-                             f"(make train-{name} LSTM_FEATURES=aggregate).")
+        check_streamable(config.model_dir(name), name, self.settings.features)
         self.model = FoldMean(models)
         self.where = str(config.test_lightcurves)
 

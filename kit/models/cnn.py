@@ -155,10 +155,10 @@ class Predictor:
             raise InputError(f"{out}: no trained CNN. Run `make train-cnn` first.")
         saved = read_json(out / "settings.json")
         self.features = tuple(saved["settings"].get("features", ("aggregate",)))
-        if streamed and set(self.features) - {"aggregate"}:
-            raise InputError(f"{out}: the CNN was trained on {'+'.join(self.features)} features; streamed chunks "
-                             "make the aggregate set only. Retrain it with `--features aggregate` (make train-cnn "
-                             "LSTM_FEATURES=aggregate).")
+        if streamed:
+            from kit.lstm import check_streamable
+
+            check_streamable(out, NAME, self.features)
         self.model = FoldMean([keras.saving.load_model(out / f"fold{k}.keras") for k in range(saved["n_folds"])])
         self.scalers = [Scaler.load(out / f"scaler_fold{k}.json") for k in range(saved["n_folds"])]
         self.batch_size = 2 * saved["settings"]["batch_size"]
