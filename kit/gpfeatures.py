@@ -169,7 +169,7 @@ def _crossing(grid, s, i_peak, level, direction):
     return np.nan
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath={"contract"})
 def _curve_features(t, w, alpha, pstarts, time_scale, amp_scaled, scale, inv_lw, wavelengths, out, t_peak):
     nb = wavelengths.size
     for o in range(pstarts.size - 1):
@@ -187,12 +187,17 @@ def _curve_features(t, w, alpha, pstarts, time_scale, amp_scaled, scale, inv_lw,
         mean = np.zeros((nb, m))
         for i in range(a, b):
             ai = alpha[i] * amp2 * scale[o]
-            lo = max(0, int((t[i] - cutoff - t0) / step))
-            hi = min(m, int((t[i] + cutoff - t0) / step) + 1)
+            ti = t[i]
+            lo = max(0, int((ti - cutoff - t0) / step))
+            hi = min(m, int((ti + cutoff - t0) / step) + 1)
+            window = grid[lo:hi]
             for band in range(nb):
-                dw = wavelengths[band] - w[i]
-                for g in range(lo, hi):
-                    mean[band, g] += ai * gp._matern(grid[g] - t[i], dw, inv_lt, inv_lw)
+                dw = (wavelengths[band] - w[i]) * inv_lw
+                dw2 = dw * dw
+                row = mean[band, lo:hi]
+                for g in range(window.size):  # branch-free from 0 (no negative-index wraparound): vectorised
+                    dt = (window[g] - ti) * inv_lt
+                    row[g] += ai * gp._matern_r2(dt * dt + dw2)
         s = mean.sum(axis=0)
         ip = int(np.argmax(s))
         peak = s[ip]

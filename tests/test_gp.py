@@ -132,3 +132,17 @@ def test_object_without_usable_points_predicts_its_background():
     mean, std = gp.predict(g, np.array([1, 1]), np.array([60100.0, 60200.0]), np.array([0, 3]))
     np.testing.assert_array_equal(mean, [0.0, 0.0])
     assert np.isnan(std).all()
+
+
+def test_vectorised_kernel_equals_the_closed_form_and_is_zero_beyond_the_cut():
+    cut = gp.NEGLIGIBLE_R2
+    r2 = np.concatenate([[0.0, 1e-12, 1e-6], np.linspace(0.0, cut, 2001), [cut * 1.0001, 1e6]])
+    r = np.sqrt(3.0 * r2)
+    exact = np.where(r2 <= gp.NEGLIGIBLE_R2, (1.0 + r) * np.exp(-r), 0.0)
+    got = np.array([gp._matern_r2(x) for x in r2])
+    assert np.max(np.abs(got - exact)) < 1e-13
+    inside = (r2 <= gp.NEGLIGIBLE_R2) & (exact > 1e-300)
+    assert np.max(np.abs(got[inside] / exact[inside] - 1.0)) < 1e-11  # relative, even far in the tail
+    assert np.all(got[r2 > gp.NEGLIGIBLE_R2] == 0.0)
+    expected = (1 + math.sqrt(3)) * math.exp(-math.sqrt(3))
+    assert gp._matern(3.0, 0.0, 1.0 / 3.0, 1.0) == pytest.approx(expected, rel=1e-14)
