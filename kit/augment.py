@@ -421,6 +421,28 @@ def build_augmented(config, settings: AugmentSettings, kinds: tuple[str, ...] = 
     return outs
 
 
+def copies_lightcurves(config) -> pd.DataFrame:
+    """The light curves of the copies that :func:`build_augmented` made (its parts), for the networks' sequences.
+
+    InputError, saying how to make them, when the copies' features are missing, or when the parts are gone or
+    were made with other settings than the copies' features (a later `make augment` run replaced them).
+    """
+    from kit.errors import InputError
+    from kit.files import read_json
+
+    features = config.features_path("augment")
+    parts = config.build_dir / "augment.parts"
+    if not features.exists():
+        raise InputError(f"{features}: no augmented copies yet. Run `make augment` first.")
+    files = sorted(parts.glob("part-*-lightcurves.parquet"))
+    manifest = parts / "manifest.json"
+    if not files or not manifest.exists() or manifest.stat().st_mtime_ns > features.stat().st_mtime_ns:
+        raise InputError(f"{parts}: the copies' light curves are missing or newer than {features}; rerun "
+                         f"`make augment` (delete {features} first to force it).")
+    read_json(manifest)  # a damaged manifest is an error here, not a silent mix of runs
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
 def add_arguments(parser) -> None:
     """Options of `python -m kit augment`."""
     d = AugmentSettings()

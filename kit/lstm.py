@@ -310,8 +310,13 @@ def train(config: Config, settings=None, max_folds: int | None = None, *, networ
     y = data.labels(frame, path)
     folds = load_or_make_folds(config, ids, y)
     columns = aggregate_columns(frame)
+    copies = getattr(settings, "augmented_copies", 0)
+    parent_row = np.full(len(y), -1)
+    if copies:  # rows past len(y): the copies, each with its parent's row; originals keep their positions
+        frame, seqs, pos, parent_row = with_copies(config, settings.features, frame, seqs, pos)
+    y_fit = frame[survey.TARGET].to_numpy()
     raw = frame[columns].to_numpy(np.float64)
-    onehot = (y[:, None] == np.asarray(survey.CLASSES)[None, :]).astype(np.float32)
+    onehot = (y_fit[:, None] == np.asarray(survey.CLASSES)[None, :]).astype(np.float32)
     photoz = frame["hostgal_photoz"].to_numpy(np.float64) if "hostgal_photoz" in frame else None
     galactic = None if photoz is None else survey.is_galactic(photoz)
     if getattr(settings, "rest_frame", False) and photoz is None:
@@ -323,12 +328,15 @@ def train(config: Config, settings=None, max_folds: int | None = None, *, networ
     name = plan.name if plan else name
     n_folds = int(folds.max()) + 1 if max_folds is None else min(max_folds, int(folds.max()) + 1)
     oof = np.full((len(y), len(survey.CLASSES)), np.nan)
-    per_epoch, seconds, fold_scores, before_bn, wrong = [], [], [], [], 0
+    per_epoch, seconds, fold_scores, before_bn, wrong, n_copies = [], [], [], [], 0, []
     batch = settings.batch_size * 2
     with atomic_dir(config.model_dir(name)) as out:
         for k in range(n_folds):
             tr, va = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
             tr = plan.train_rows(tr, y, folds) if plan else tr
+            if copies:
+                tr = np.concatenate([tr, copy_rows(tr, parent_row, copies, np.random.default_rng([config.seed, k]))])
+                n_copies.append(int(len(tr) - np.sum(tr < len(y))))
             scaler = Scaler.fit(raw[tr], columns)  # the training part only
             scaler.save(out / f"scaler_fold{k}.json")
             agg = scaler.transform(raw)
@@ -341,9 +349,10 @@ def train(config: Config, settings=None, max_folds: int | None = None, *, networ
                 return metric.weighted_log_loss(y[va], masked(p, va))
 
             monitor = _monitor(val_loss, settings.patience)
-            print(f"{name} fold {k}: {len(tr)} train, {len(va)} validation objects", flush=True)
+            print(f"{name} fold {k}: {len(tr)} train{f' ({n_copies[-1]} augmented copies)' if copies else ''}, "
+                  f"{len(va)} validation objects", flush=True)
             # training-fold weights, so the weighted mean loss is the metric of the training fold
-            weights = metric.sample_weights(y[tr])
+            weights = metric.sample_weights(y_fit[tr])
             dataset = network.dataset(seqs, pos[tr], agg[tr], onehot[tr], weights, settings, config.seed + k,
                                       _rows(photoz, tr))
             if plan:
@@ -379,6 +388,7 @@ def train(config: Config, settings=None, max_folds: int | None = None, *, networ
             "per_epoch": per_epoch,
             "seconds_per_epoch": float(np.mean(seconds)),
             "n_aggregates": len(columns),
+            "augmented_copies": n_copies,
             "settings": settings.to_dict(),
             **(plan.summary(y, folds) if plan else {}),
         }
@@ -389,6 +399,48 @@ def train(config: Config, settings=None, max_folds: int | None = None, *, networ
         else:
             log.warning("only %d of %d folds trained: no oof.parquet written", n_folds, int(folds.max()) + 1)
     return summary
+
+
+def with_copies(config: Config, kinds: tuple[str, ...], frame: pd.DataFrame, seqs: Sequences, pos: np.ndarray):
+    """The training frame, sequences and positions followed by the augmented copies (`make augment`) of its objects.
+
+    Returns the frame with the copies' features (``kinds``, their flux scale) appended, one store in memory of the
+    training and the copies' sequences (built from the copies' light curves), the positions of every row in it, and
+    each row's parent row in ``frame`` (-1 for the originals). Copies of objects not in ``frame`` are left out.
+    """
+    from kit import augment, sequences
+    from kit.featurize import load_train_features
+
+    features = load_train_features(config, kinds, split="augment")
+    parent_row = pd.Series(np.arange(len(frame)), index=frame[survey.OBJECT_ID].to_numpy()).reindex(
+        features[survey.PARENT_ID].to_numpy()).to_numpy()
+    keep = np.isfinite(parent_row)
+    features = features[keep]
+    lightcurves = augment.copies_lightcurves(config)
+    lightcurves = lightcurves[lightcurves[survey.OBJECT_ID].isin(features[survey.OBJECT_ID])]
+    copy_seqs = sequences.sequences_of(lightcurves)
+    copy_pos = copy_seqs.positions(features[survey.OBJECT_ID].to_numpy(), str(config.build_dir / "augment.parts"))
+    features = features.assign(**{SCALE_FEATURE: copy_seqs.log_scale[copy_pos]})
+    missing = [c for c in frame.columns if c not in features.columns]
+    if missing:
+        raise InputError(f"{config.features_path('augment')}: the copies lack {missing[:5]}; rerun `make augment`.")
+    log.info("%d augmented copies of %d training objects", len(features), len(np.unique(parent_row[keep])))
+    return (pd.concat([frame, features[frame.columns]], ignore_index=True), sequences.concat(seqs, copy_seqs),
+            np.concatenate([pos, len(seqs) + copy_pos]),
+            np.concatenate([np.full(len(frame), -1), parent_row[keep].astype(np.int64)]))
+
+
+def copy_rows(train_rows: np.ndarray, parent_row: np.ndarray, per_parent: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows of at most ``per_parent`` copies, drawn at random, of each object among ``train_rows`` (so a copy is in
+    training exactly where its parent is: never in its parent's validation fold)."""
+    candidates = np.flatnonzero(np.isin(parent_row, train_rows))
+    candidates = candidates[rng.permutation(len(candidates))]
+    parents = parent_row[candidates]
+    order = np.argsort(parents, kind="stable")
+    sorted_parents = parents[order]
+    first = np.searchsorted(sorted_parents, sorted_parents, side="left")
+    rank = np.arange(len(order)) - first  # 0, 1, ... within each parent, in the random order
+    return np.sort(candidates[order[rank < per_parent]])
 
 
 def _rows(x: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
@@ -608,6 +660,7 @@ def settings_from_args(args: argparse.Namespace):
         "dense_units": tuple(args.dense_units) if args.dense_units else None,
         "length_buckets": args.length_buckets,
         "bucket_mix": args.bucket_mix,
+        "augmented_copies": args.augmented_copies,
     }
     return with_overrides(s, overrides)
 
@@ -619,6 +672,19 @@ def with_overrides(settings, overrides: dict):
     if len(s.dense_dropout) != len(s.dense_units):
         s = replace(s, dense_dropout=tuple(np.linspace(0.25, 0.5, len(s.dense_units)).round(3).tolist()))
     return s
+
+
+def add_copies_argument(parser: argparse.ArgumentParser) -> None:
+    """``--augmented-copies`` of the networks."""
+    def count(text: str) -> int:
+        n = int(text)
+        if n < 0:
+            raise argparse.ArgumentTypeError(f"{text}: a number of copies, 0 or more")
+        return n
+
+    parser.add_argument("--augmented-copies", type=count, default=None, metavar="N",
+                        help="train each fold also on up to N redshift-augmented copies (make augment) of each of its "
+                             "training objects, drawn once per fold; validation and OOF stay the originals (default 0)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -645,6 +711,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "move at random, so batches mix DDF and WFD; 1: random batches, most padding)")
     parser.add_argument("--bucket-mix", type=float, default=None,
                         help="share of objects moved to a random bucket when --length-buckets > 1 (default 0.25)")
+    add_copies_argument(parser)
     parser.add_argument("--max-folds", type=int, default=None, help="train only the first folds (no OOF file)")
     parser.add_argument("--bench-inference", action="store_true",
                         help="measure objects/s of the trained fold-0 model, bucketed vs padded to --max-len")

@@ -93,6 +93,9 @@ class LSTMSettings:
     drop_points: float = 0.0
     flux_jitter: float = 0.0
     z_jitter: float = 0.0
+    #: Redshift-augmented copies (`make augment`) per training object that join each fold's training part, drawn at
+    #: random once per fold from the object's copies (0: none). Validation and OOF stay the original objects.
+    augmented_copies: int = 0
 
     @property
     def n_features(self) -> int:

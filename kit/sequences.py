@@ -226,6 +226,22 @@ class Sequences:
         return x, mask
 
 
+def sequences_of(frame: pd.DataFrame) -> Sequences:
+    """The sequences of light-curve rows held in memory (:func:`sequence_features`), e.g. of augmented copies."""
+    object_ids, offsets, values, log_scale = sequence_features(frame)
+    return Sequences(values=values, offsets=offsets, object_ids=object_ids, log_scale=log_scale)
+
+
+def concat(first: Sequences, second: Sequences) -> Sequences:
+    """One store in memory: the objects of ``first`` then those of ``second`` (positions of ``first`` unchanged)."""
+    return Sequences(
+        values=np.concatenate([np.asarray(first.values), np.asarray(second.values)]),
+        offsets=np.concatenate([first.offsets[:-1], second.offsets + first.offsets[-1]]),
+        object_ids=np.concatenate([first.object_ids, second.object_ids]),
+        log_scale=np.concatenate([first.log_scale, second.log_scale]),
+    )
+
+
 def load_sequences(path: Path) -> Sequences:
     """Open what :func:`build_sequences` wrote (``values`` memory-mapped)."""
     path = Path(path)

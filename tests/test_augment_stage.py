@@ -125,3 +125,53 @@ def test_reweighting_moves_photoz_weights_and_keeps_each_class_total(built, monk
     assert not np.allclose(weight, plain)
     for c in np.unique(label):
         assert weight[label == c].sum() == pytest.approx(plain[label == c].sum())
+
+
+def test_copy_rows_draws_at_most_n_copies_of_training_parents_only():
+    from kit import lstm
+
+    parent_row = np.array([-1, -1, -1, 0, 0, 0, 1, 1, 2, 2, 2, 2])
+    train = np.array([0, 2])
+    rows = lstm.copy_rows(train, parent_row, 2, np.random.default_rng(0))
+    counts = np.bincount(parent_row[rows], minlength=3)
+    assert counts.tolist() == [2, 0, 2]  # two of each training parent's copies, none of object 1's
+    assert (lstm.copy_rows(train, parent_row, 2, np.random.default_rng(0)) == rows).all()  # seeded
+    draws = {tuple(lstm.copy_rows(train, parent_row, 2, np.random.default_rng(s))) for s in range(20)}
+    assert len(draws) > 1  # a random choice, not always the first copies
+    assert lstm.copy_rows(train, parent_row, 10, np.random.default_rng(0)).tolist() == [3, 4, 5, 8, 9, 10, 11]
+
+
+def test_network_on_copies_keeps_them_in_their_parents_fold_and_scores_originals_only(built, monkeypatch):
+    from kit import sequences
+    from kit.lightcurves import iter_object_chunks
+    from kit.models import cnn
+
+    config, _ = built
+    sequences.build_sequences(iter_object_chunks(config.train_lightcurves, config.chunk_rows),
+                              config.sequences_dir("train"))
+    seen = []
+    real = cnn._training_dataset
+
+    def spy(seqs, pos, *args, **kw):
+        seen.append(seqs.object_ids[pos])
+        return real(seqs, pos, *args, **kw)
+
+    monkeypatch.setattr(cnn, "_training_dataset", spy)
+    settings = cnn.CNNSettings(filters=(4,), dense_units=(8,), dense_dropout=(0.3,), epochs=1, patience=1,
+                               batch_size=32, augmented_copies=2)
+    summary = cnn.train(config, settings)
+    train = featurize.load_train_features(config, ("aggregate",))
+    copies = featurize.load_train_features(config, ("aggregate",), split="augment")
+    parent = dict(zip(copies[survey.OBJECT_ID], copies[survey.PARENT_ID], strict=True))
+    ids = train[survey.OBJECT_ID].to_numpy()
+    folds = pd.Series(load_or_make_folds(config, ids, train[survey.TARGET].to_numpy()), index=ids)
+    assert len(seen) == folds.max() + 1
+    for k, fit_ids in enumerate(seen):
+        originals = {i for i in fit_ids if i < augment.ID_BASE}
+        fit_parents = pd.Series([parent[i] for i in fit_ids if i >= augment.ID_BASE])
+        assert originals == set(folds.index[folds != k])  # every training original, no validation object
+        assert len(fit_parents) == summary["augmented_copies"][k] > 0
+        assert set(fit_parents) <= originals  # no copy of a validation object trains
+        assert fit_parents.value_counts().max() <= 2
+    oof = pd.read_parquet(config.oof_path("cnn"))
+    assert sorted(oof[survey.OBJECT_ID]) == sorted(ids)  # OOF: the originals, every one, and nothing else

@@ -54,6 +54,8 @@ class CNNSettings:
     background: bool = False
     #: Feature sets on the dense side (``gp`` left out, with a warning, where the GP features are not built).
     features: tuple[str, ...] = ("aggregate", "gp")
+    #: Redshift-augmented copies per training object in each fold's training part (see the LSTM's setting).
+    augmented_copies: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -196,11 +198,14 @@ def settings_from_args(args: argparse.Namespace) -> CNNSettings:
         "learning_rate": args.learning_rate,
         "background": {"on": True, "off": False}.get(args.background),
         "features": parse_features(args.features) if args.features else None,
+        "augmented_copies": args.augmented_copies,
     }
     return with_overrides(s, overrides)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from kit.lstm import add_copies_argument
+
     parser.add_argument("--preset", choices=["default", "demo"], default="default",
                         help="default: 3 conv layers of 16, 32, 64 filters, dense 128 64, 40 epochs; demo: 8, 16 "
                              "filters, dense 64 32, 10 epochs")
@@ -215,6 +220,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="(default 128, demo 64)")
     parser.add_argument("--patience", type=int, default=None, help="epochs without improvement (default 8, demo 3)")
     parser.add_argument("--learning-rate", type=float, default=None)
+    add_copies_argument(parser)
     parser.add_argument("--max-folds", type=int, default=None, help="train only the first folds (no OOF file)")
 
 
