@@ -259,3 +259,17 @@ def test_target_runs_on_tiny_data(target, workspace):
         assert (ws / path.format(name=NAME)).exists(), f"make {target} did not make {path.format(name=NAME)}"
     for path in entry.removes:
         assert not (ws / path.format(name=NAME)).exists(), f"make {target} left {path.format(name=NAME)}"
+
+
+@pytest.mark.parametrize("target, var", [("train-cnn", "CNN_ARGS"), ("train-lstm", "LSTM_ARGS")])
+def test_a_network_on_copies_makes_the_copies_first_and_accepts_the_option(target, var, workspace):
+    ws, env = workspace
+    args = [a for a in make_vars(target, ws) if not a.startswith(f"{var}=")] + [f"{var}=--augmented-copies 2"]
+    dry = make("-n", "-B", target, *args, env=env)
+    assert dry.returncode == 0, f"make -n {target} failed:\n{dry.stdout}{dry.stderr}"
+    names = [argv[0] for argv in kit_commands(dry.stdout)]
+    assert "augment" in names and names.index("augment") < names.index(target), names
+    refused = [why for argv in kit_commands(dry.stdout) if (why := rejection(argv))]
+    assert not refused, refused
+    plain = make("-n", "-B", target, *make_vars(target, ws), env=env)
+    assert "augment" not in [argv[0] for argv in kit_commands(plain.stdout)]  # copies only when asked for
