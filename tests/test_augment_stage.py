@@ -175,3 +175,27 @@ def test_network_on_copies_keeps_them_in_their_parents_fold_and_scores_originals
         assert fit_parents.value_counts().max() <= 2
     oof = pd.read_parquet(config.oof_path("cnn"))
     assert sorted(oof[survey.OBJECT_ID]) == sorted(ids)  # OOF: the originals, every one, and nothing else
+
+
+def test_copies_light_curves_are_refused_when_missing_or_from_another_run(tmp_path):
+    import os
+
+    from kit.errors import InputError
+
+    config = Config(data_dir=tmp_path / "sim-x", build_root=tmp_path / "build", models_root=tmp_path / "models")
+    with pytest.raises(InputError, match="make augment"):
+        augment.copies_lightcurves(config)  # nothing made yet
+    features = config.features_path("augment")
+    features.parent.mkdir(parents=True)
+    features.write_bytes(b"")
+    with pytest.raises(InputError, match="missing or newer"):
+        augment.copies_lightcurves(config)  # features without the parts
+    parts = config.build_dir / "augment.parts"
+    parts.mkdir()
+    pd.DataFrame({"object_id": [1]}).to_parquet(parts / "part-00000-lightcurves.parquet")
+    (parts / "manifest.json").write_text("{}")
+    os.utime(features, ns=(1, 1))  # a later `make augment` started over: its manifest is newer than the features
+    with pytest.raises(InputError, match="rerun `make augment`"):
+        augment.copies_lightcurves(config)
+    os.utime(features, None)
+    assert augment.copies_lightcurves(config)["object_id"].tolist() == [1]
