@@ -109,6 +109,75 @@ def format_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def gap_floor(oof_loss: dict[int, float], galactic_class: dict[int, bool], unknown_galactic_share: float,
+              weights: dict[int, float] = survey.CLASS_WEIGHTS) -> dict:
+    """The smallest OOF-to-test gap that class 99 allows when the known classes meet no shift at all.
+
+    Suppose each known class scores on the test set exactly its out-of-fold loss ``oof_loss`` (before class 99),
+    and class 99 gets one probability per group, ``p_gal`` and ``p_ext`` (any method that does not tell the
+    unknowns apart from the known objects of their group). The known objects of group g then lose
+    ``-ln(1 - p_g)`` more each and the unknowns ``-ln p_g``; the total is lowest at
+    ``p_g = w99 f_g / (W_g + w99 f_g)`` (``W_g``: the weights of the group's known classes, ``f_g``: the share of
+    the unknowns in the group). Returns that lowest test score, the OOF score and their difference ("gap"),
+    with both probabilities.
+    """
+    w99 = weights[survey.CLASS_UNKNOWN]
+    known = list(oof_loss)
+    total_w = sum(weights[c] for c in known)
+    oof = sum(weights[c] * oof_loss[c] for c in known) / total_w
+    extra, probs = 0.0, {}
+    for name, in_group, share in (("galactic", True, unknown_galactic_share),
+                                  ("extragalactic", False, 1.0 - unknown_galactic_share)):
+        w_group = sum(weights[c] for c in known if galactic_class[c] == in_group)
+        p = w99 * share / (w_group + w99 * share) if share > 0 else 0.0
+        probs[name] = p
+        extra += -w_group * np.log1p(-p) - (w99 * share * np.log(p) if share > 0 else 0.0)
+    test = (oof * total_w + extra) / (total_w + w99)
+    return {"oof": oof, "test": test, "gap": test - oof, "p99_galactic": probs["galactic"],
+            "p99_extragalactic": probs["extragalactic"]}
+
+
+def gap_report(config: Config, model: str, ids: np.ndarray, proba: np.ndarray, results: dict[str, dict]) -> dict | None:
+    """Where ``model``'s OOF-to-test gap comes from: the known classes' shift and class 99 (None without OOF).
+
+    ``known_test`` scores the known objects alone (the unknowns left out, the 14 predicted columns); its
+    difference from ``oof`` is the shift the known classes meet. ``gaps`` is each method's total minus ``oof``;
+    ``floor`` is :func:`gap_floor` for this model's per-class OOF losses.
+    """
+    from kit import data, files, metric
+
+    if not config.oof_path(model).exists():
+        return None
+    oof_ids, oof_proba = files.load_proba(config.oof_path(model))
+    train = data.read_metadata(config.train_metadata, require_target=True).set_index(survey.OBJECT_ID)
+    train = train.loc[oof_ids]
+    y_train = train[survey.TARGET].to_numpy()
+    oof_loss = metric.per_class_log_loss(y_train, oof_proba)
+    train_galactic = survey.is_galactic(train["hostgal_photoz"].to_numpy())
+    galactic_class = {c: bool(train_galactic[y_train == c].mean() > 0.5) for c in oof_loss}
+    truth = score.read_truth(config.truth).set_index(survey.OBJECT_ID)[survey.TARGET].reindex(ids).to_numpy()
+    meta = data.read_metadata(config.test_metadata).set_index(survey.OBJECT_ID).loc[ids]
+    test_galactic = survey.is_galactic(meta["hostgal_photoz"].to_numpy())
+    unknown = truth == survey.CLASS_UNKNOWN
+    scored = ~unknown & ~pd.isna(truth)
+    masked = class99.mask_by_group(proba, test_galactic)
+    known_test = metric.weighted_log_loss(truth[scored].astype(np.int64), masked[scored])
+    oof = metric.weighted_log_loss(y_train, oof_proba)
+    floor = gap_floor(oof_loss, galactic_class, float(test_galactic[unknown].mean()) if unknown.any() else 0.0)
+    return {"oof": oof, "known_test": known_test, "known_shift": known_test - oof,
+            "gaps": {m: r["overall"] - oof for m, r in results.items()}, "floor": floor}
+
+
+def format_gap(gap: dict) -> str:
+    floor = gap["floor"]
+    return (f"OOF {gap['oof']:.5f}; the known objects alone on the test set {gap['known_test']:.5f} (their shift "
+            f"{gap['known_shift']:+.5f}); OOF-to-test gap by method: "
+            + ", ".join(f"{m} {g:.5f}" for m, g in gap["gaps"].items())
+            + f".\nWith no shift of the known classes, one class-99 probability per group (best: galactic "
+              f"{floor['p99_galactic']:.3f}, extragalactic {floor['p99_extragalactic']:.3f}) still leaves a gap of "
+              f"{floor['gap']:.5f}: below that only a method that tells the unknowns apart.")
+
+
 # --- command ------------------------------------------------------------------------------
 
 
@@ -138,6 +207,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                                               submission.build_submission(ids, proba, galactic, cfg))
             print(f"wrote {out}")
     best = best_method(results)
+    gap = gap_report(config, model, ids, proba, results)
     summary = {
         "model": model,
         "data": str(config.data_dir),
@@ -145,10 +215,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
         "default": class99.DEFAULT_METHOD,
         "best": best,
         "methods": results,
+        "gap": gap,
     }
     print(f"class 99 on {model}'s test predictions ({len(ids)} objects), weighted log loss:")
     print(format_table(results))
     print(f"best: {best} (--class99 {best}; default {class99.DEFAULT_METHOD})")
+    if gap:
+        print(format_gap(gap))
     out = study_path(config, model)
     files.write_json(out, summary)
     print(f"wrote {out}")

@@ -70,3 +70,62 @@ def test_table_marks_the_best():
     assert best_method(rows) == "third"
     lines = format_table(rows).splitlines()
     assert lines[2].startswith("third") and lines[2].endswith("*") and not lines[1].endswith("*")
+
+
+def test_gap_floor_is_the_hand_computed_optimum():
+    from kit.class99_study import gap_floor
+
+    oof_loss, galactic_class = {6: 0.1, 42: 0.5}, {6: True, 42: False}
+    floor = gap_floor(oof_loss, galactic_class, unknown_galactic_share=0.0)
+    # weights: 6 and 42 count 1, class 99 counts 2; all unknowns extragalactic: p_ext = 2 / (1 + 2), p_gal = 0
+    assert floor["p99_galactic"] == 0.0 and floor["p99_extragalactic"] == pytest.approx(2 / 3)
+    expected_test = (0.1 + 0.5 - np.log(1 / 3) - 2 * np.log(2 / 3)) / 4
+    assert floor["oof"] == pytest.approx(0.3)
+    assert floor["test"] == pytest.approx(expected_test) and floor["gap"] == pytest.approx(expected_test - 0.3)
+
+    def test_score(p_gal, p_ext, share=0.25):  # the same total at any probabilities, by brute force
+        known = 1 * (0.1 - np.log(1 - p_gal)) + 1 * (0.5 - np.log(1 - p_ext))
+        return (known + 2 * (-share * np.log(p_gal) - (1 - share) * np.log(p_ext))) / 4
+
+    best = gap_floor(oof_loss, galactic_class, unknown_galactic_share=0.25)
+    grid = np.linspace(0.01, 0.99, 99)
+    assert best["test"] <= min(test_score(a, b) for a in grid for b in grid) + 1e-12
+    assert best["test"] == pytest.approx(test_score(best["p99_galactic"], best["p99_extragalactic"]))
+
+
+def test_study_reports_where_the_gap_comes_from(competition, tmp_path):
+    from kit import metric
+
+    models = tmp_path / "models" / competition.name / "lgbm"
+    rng = np.random.default_rng(1)
+    train = pd.read_csv(competition / survey.TRAIN_METADATA)
+    y_train = train[survey.TARGET].to_numpy()
+    oof = rng.dirichlet(np.full(14, 0.5), size=len(y_train))
+    oof[np.arange(len(y_train)), np.searchsorted(survey.CLASSES, y_train)] += 3.0
+    oof /= oof.sum(axis=1, keepdims=True)
+    files.save_proba(models / "oof.parquet", train[survey.OBJECT_ID].to_numpy(), oof)
+    meta = pd.read_csv(competition / survey.TEST_METADATA)
+    y = read_truth(competition / survey.TEST_TRUTH).set_index(survey.OBJECT_ID).loc[meta[survey.OBJECT_ID],
+                                                                                    survey.TARGET].to_numpy()
+    proba = rng.dirichlet(np.full(14, 0.5), size=len(y))
+    known = y != survey.CLASS_UNKNOWN
+    proba[known, np.searchsorted(survey.CLASSES, y[known])] += 1.0
+    proba /= proba.sum(axis=1, keepdims=True)
+    files.save_proba(models / "test.parquet", meta[survey.OBJECT_ID].to_numpy(), proba)
+    args = ["class99-study", "--data", str(competition), "--models-root", str(tmp_path / "models"), "--model", "lgbm"]
+    assert cli.main(args) == 0
+    summary = json.loads((models / "class99_study.json").read_text())
+    gap = summary["gap"]
+    assert gap["oof"] == pytest.approx(metric.weighted_log_loss(y_train, oof))
+    galactic = survey.is_galactic(meta["hostgal_photoz"].to_numpy())
+    masked = class99.mask_by_group(proba, galactic)
+    assert gap["known_test"] == pytest.approx(metric.weighted_log_loss(y[known], masked[known]))
+    for method, row in summary["methods"].items():
+        assert gap["gaps"][method] == pytest.approx(row["overall"] - gap["oof"])
+    from kit.class99_study import gap_floor
+
+    train_galactic = survey.is_galactic(train["hostgal_photoz"].to_numpy())
+    expected = gap_floor(metric.per_class_log_loss(y_train, oof),
+                         {c: bool(train_galactic[y_train == c].all()) for c in survey.CLASSES if (y_train == c).any()},
+                         float(galactic[~known].mean()))
+    assert gap["floor"] == pytest.approx(expected)
