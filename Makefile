@@ -24,7 +24,9 @@ MODEL ?= $(if $(filter-out lgbm prior,$(TRAINED)),blend,lgbm)
 # class-99 method of the submission (product, constant, second, third, avocado; empty: the kit's default)
 CLASS99 ?=
 LSTM_ARGS ?=
-CNN_ARGS ?=
+# The CNN trains on 3 redshift-augmented copies of each training object (make augment) by default: measured on the
+# acceptance competition, OOF 0.3463 -> 0.3210 and test 0.7199 -> 0.6894. CNN_ARGS= (empty) trains without them.
+CNN_ARGS ?= --augmented-copies 3 --epochs 20 --patience 5
 # Pretraining (make pretrain) and fine-tuning (make train-lstm_ft): the encoder fine-tuning starts from, the options.
 # SOURCE=data/sim-...: pretrain on another competition folder's test light curves (another simulated survey).
 SOURCE ?=

@@ -271,5 +271,5 @@ def test_a_network_on_copies_makes_the_copies_first_and_accepts_the_option(targe
     assert "augment" in names and names.index("augment") < names.index(target), names
     refused = [why for argv in kit_commands(dry.stdout) if (why := rejection(argv))]
     assert not refused, refused
-    plain = make("-n", "-B", target, *make_vars(target, ws), env=env)
+    plain = make("-n", "-B", target, *args[:-1], f"{var}=", env=env)
     assert "augment" not in [argv[0] for argv in kit_commands(plain.stdout)]  # copies only when asked for
