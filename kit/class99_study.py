@@ -137,8 +137,11 @@ def gap_floor(oof_loss: dict[int, float], galactic_class: dict[int, bool], unkno
             "p99_extragalactic": probs["extragalactic"]}
 
 
-def gap_report(config: Config, model: str, ids: np.ndarray, proba: np.ndarray, results: dict[str, dict]) -> dict | None:
+def gap_report(config: Config, model: str, ids: np.ndarray, proba: np.ndarray, galactic: np.ndarray,
+               results: dict[str, dict]) -> dict | None:
     """Where ``model``'s OOF-to-test gap comes from: the known classes' shift and class 99 (None without OOF).
+
+    ``ids``, ``proba``, ``galactic``: the test predictions as :func:`kit.submission.aligned_predictions` gives them.
 
     ``known_test`` scores the known objects alone (the unknowns left out, the 14 predicted columns); its
     difference from ``oof`` is the shift the known classes meet. ``gaps`` is each method's total minus ``oof``;
@@ -156,8 +159,7 @@ def gap_report(config: Config, model: str, ids: np.ndarray, proba: np.ndarray, r
     train_galactic = survey.is_galactic(train["hostgal_photoz"].to_numpy())
     galactic_class = {c: bool(train_galactic[y_train == c].mean() > 0.5) for c in oof_loss}
     truth = score.read_truth(config.truth).set_index(survey.OBJECT_ID)[survey.TARGET].reindex(ids).to_numpy()
-    meta = data.read_metadata(config.test_metadata).set_index(survey.OBJECT_ID).loc[ids]
-    test_galactic = survey.is_galactic(meta["hostgal_photoz"].to_numpy())
+    test_galactic = np.asarray(galactic, dtype=bool)
     unknown = truth == survey.CLASS_UNKNOWN
     scored = ~unknown & ~pd.isna(truth)
     masked = class99.mask_by_group(proba, test_galactic)
@@ -207,7 +209,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                                               submission.build_submission(ids, proba, galactic, cfg))
             print(f"wrote {out}")
     best = best_method(results)
-    gap = gap_report(config, model, ids, proba, results)
+    gap = gap_report(config, model, ids, proba, galactic, results)
     summary = {
         "model": model,
         "data": str(config.data_dir),
