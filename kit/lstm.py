@@ -311,7 +311,6 @@ def train(config: Config, settings=None, max_folds: int | None = None, *, networ
     folds = load_or_make_folds(config, ids, y)
     columns = aggregate_columns(frame)
     copies = getattr(settings, "augmented_copies", 0)
-    parent_row = np.full(len(y), -1)
     if copies:  # rows past len(y): the copies, each with its parent's row; originals keep their positions
         frame, seqs, pos, parent_row = with_copies(config, settings.features, frame, seqs, pos)
     y_fit = frame[survey.TARGET].to_numpy()
