@@ -22,7 +22,7 @@ import pandas as pd
 
 from kit.config import Config
 from kit.errors import InputError
-from kit.files import atomic_path, read_json, write_json
+from kit.files import atomic_path, load_proba, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -189,14 +189,16 @@ def run_name(arm: str, fraction: float, seed: int) -> str:
 
 def local_test_score(config: Config, name: str) -> float | None:
     """Local test score (the competition metric, class 99 by the config's method) of a trained run, if the truth
-    exists; the run's test predictions are made first."""
+    exists; the run's test predictions are made first unless it has some newer than its models."""
     if not config.truth.exists():
         return None
     from kit import lstm, submission
     from kit.class99_study import submission_frame
     from kit.score import score_submission
 
-    lstm.predict_test(config, name)
+    pred = config.test_pred_path(name)
+    if not pred.exists() or pred.stat().st_mtime < config.score_path(name).stat().st_mtime:
+        lstm.predict_test(config, name)
     ids, proba, galactic = submission.aligned_predictions(config, name)
     frame = submission_frame(ids, submission.build_submission(ids, proba, galactic, config))
     return float(score_submission(frame, config.truth, config.test_metadata)["overall"])
@@ -233,12 +235,37 @@ def study(config: Config, settings, encoder: Path, fractions=DEFAULT_FRACTIONS, 
     return table
 
 
+def _plan_key(plan: dict) -> dict:
+    """A saved plan without its name, the encoder as an absolute path: what decides whether two runs are the same."""
+    return {**plan, "name": None, "encoder": plan["encoder"] and str(Path(plan["encoder"]).resolve())}
+
+
+def registered_run(config: Config, settings, plan: Plan) -> str | None:
+    """The registered model (``lstm``, or ``lstm_ft`` from an encoder) that is this run of the study, if trained.
+
+    A run on all the labels is ``make train-lstm`` / ``make train-lstm_ft`` when their saved settings and plan (the
+    encoder, frozen epochs, learning rate) are this run's: the study then scores that model instead of training
+    the same network again, and a user's trained models count. A model trained otherwise is left alone.
+    """
+    name = "lstm_ft" if plan.encoder else "lstm"
+    path = config.score_path(name)
+    if plan.label_fraction < 1.0 or not path.exists() or not config.oof_path(name).exists():
+        return None
+    saved = read_json(path)
+    same = _plan_key(saved.get("plan", asdict(Plan(name=name)))) == _plan_key(asdict(plan))
+    return name if same and saved.get("settings") == settings.to_dict() else None
+
+
 def _run(config: Config, settings, plan: Plan, max_folds: int | None) -> dict:
     from kit import lstm
 
     path = config.score_path(plan.name)
     saved = read_json(path) if path.exists() else {}
     settings = replace(settings, features=lstm.feature_sets(config, settings.features))  # as train() saves them
+    if max_folds is None and (name := registered_run(config, settings, plan)):
+        log.info("transfer study: %s is the trained %s: scoring it", plan.name, name)
+        return {"n_labelled": len(load_proba(config.oof_path(name))[0]),
+                "oof": read_json(config.score_path(name))["oof"], "test": local_test_score(config, name), "model": name}
     if saved.get("settings") == settings.to_dict() and saved.get("plan") == asdict(plan) and (
             "test" in saved.get("transfer", {})):
         log.info("transfer study: %s already trained", plan.name)

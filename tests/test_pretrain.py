@@ -242,3 +242,25 @@ def test_pretraining_on_another_source(tiny):
     summary = pretrain.pretrain(tiny, TINY, pretrain.PretrainOptions(epochs=1, source=str(other.data_dir)))
     assert summary["n_objects"] == 60 and summary["source"] == str(other.data_dir)
     assert (tiny.models_dir / "pretrain-sim-other" / "encoder.keras").exists()
+
+
+def test_study_scores_the_trained_finetuned_model_instead_of_training_it_again(tiny, pretrained, tmp_path):
+    """A study run on all the labels is the registered lstm_ft when its settings and plan match; otherwise it trains."""
+    from kit import transfer
+
+    config = tiny.with_(models_root=tmp_path / "models")
+    start = dict(encoder=pretrained["encoder"], freeze_epochs=1, finetune_lr=1e-4)
+    lstm.train(config, TINY, None, plan=Plan(name="lstm_ft", **start))
+    settings = replace(TINY, features=lstm.feature_sets(config, TINY.features))
+    run = Plan(name=transfer.run_name("pretrained", 1.0, 0), **start)
+    assert transfer.registered_run(config, settings, run) == "lstm_ft"
+    assert transfer.registered_run(config, settings, replace(run, freeze_epochs=2)) is None  # another start
+    assert transfer.registered_run(config, settings, replace(run, label_fraction=0.5)) is None
+    assert transfer.registered_run(config, replace(settings, epochs=3), run) is None  # other settings
+    assert transfer.registered_run(config, settings, replace(run, encoder=None, freeze_epochs=0)) is None  # no lstm
+
+    result = transfer._run(config, TINY, run, None)
+    assert result["model"] == "lstm_ft" and result["oof"] == read_json(config.score_path("lstm_ft"))["oof"]
+    assert result["n_labelled"] == 150 and not config.model_dir(run.name).exists()  # nothing trained again
+    other = transfer._run(config, TINY, replace(run, freeze_epochs=0), None)
+    assert "model" not in other and config.oof_path(run.name).exists()  # a different start trains its own run
