@@ -20,6 +20,8 @@ WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 SIM_TRAIN ?= 2000
 SIM_TEST ?= 10000
 SEED ?= 42
+# The simulated survey's cadence and depth: lsst (PLAsTiCC's) or wide-fast (a source survey to pretrain on).
+SIM_SURVEY ?= lsst
 MODEL ?= $(if $(filter-out lgbm prior,$(TRAINED)),blend,lgbm)
 # class-99 method of the submission (product, constant, second, third, avocado; empty: the kit's default)
 CLASS99 ?=
@@ -94,8 +96,8 @@ setup: $(STAMP) ## create or reuse .venv with the pinned requirements
 
 # --- data ------------------------------------------------------------------------------------------
 .PHONY: simulate download check-data import-zenodo
-simulate: $(STAMP) ## simulate a competition into DATA (SIM_TRAIN, SIM_TEST, SEED)
-	$(KIT) simulate $(ARGS) --out $(DATA) --train $(SIM_TRAIN) --test $(SIM_TEST)
+simulate: $(STAMP) ## simulate a competition into DATA (SIM_TRAIN, SIM_TEST, SEED, SIM_SURVEY=lsst|wide-fast)
+	$(KIT) simulate $(ARGS) --out $(DATA) --train $(SIM_TRAIN) --test $(SIM_TEST) --survey $(SIM_SURVEY)
 
 download: $(STAMP) ## download and unpack COMPETITION into data/<competition> with the kaggle client
 	$(KIT) download --competition $(COMPETITION) $(if $(filter command line,$(origin DATA)),--out $(DATA))
@@ -108,7 +110,8 @@ check-data: $(STAMP) ## check the competition folder's files and headers
 
 # Simulated competitions (folders named sim-*) are made on demand.
 data/sim-%/test_set_metadata.csv data/sim-%/training_set.csv data/sim-%/test_set.csv data/sim-%/training_set_metadata.csv &: | $(STAMP)
-	$(KIT) simulate --data data/sim-$* --out data/sim-$* --train $(SIM_TRAIN) --test $(SIM_TEST) --seed $(SEED)
+	$(KIT) simulate --data data/sim-$* --out data/sim-$* --train $(SIM_TRAIN) --test $(SIM_TEST) --seed $(SEED) \
+		--survey $(SIM_SURVEY)
 
 # --- features and sequences --------------------------------------------------------------------------
 $(BUILD)/features_train.parquet $(BUILD)/features_test.parquet &: $(TRAIN_FILES) $(TEST_FILES) | $(STAMP)

@@ -11,7 +11,7 @@ import pytest
 
 from kit import survey
 from kit.simulate import simulate, tiny_competition
-from kit.simulate.cadence import DETECTION_SNR
+from kit.simulate.cadence import DETECTION_SNR, LSST, SURVEYS, make_cadence
 from kit.simulate.metadata import sample_metadata
 from kit.simulate.physics import CLASS_PHYSICS, bazin, draw_params, mag_to_flux, model_flux
 
@@ -160,6 +160,22 @@ def test_class_light_curves_differ(sim):
 def test_simulate_rejects_empty(tmp_path):
     with pytest.raises(ValueError):
         simulate(tmp_path, 0, 10, 1)
+    with pytest.raises(ValueError, match="lsst, wide-fast"):
+        simulate(tmp_path, 10, 10, 1, survey_name="ztf")
+
+
+def test_source_survey_has_its_own_cadence_and_depth():
+    """wide-fast: twice LSST's visits, flux errors one magnitude (x 2.512) larger; LSST's design changes nothing."""
+    ddf = np.zeros(2000, bool)
+    ddf[:100] = True
+    lsst, wide = (make_cadence(ddf, np.random.default_rng(5), d) for d in (LSST, SURVEYS["wide-fast"]))
+    again = make_cadence(ddf, np.random.default_rng(5))
+    assert np.array_equal(again.mjd, lsst.mjd) and np.array_equal(again.base_err, lsst.base_err)
+    visits = [np.bincount(c.obj, minlength=2000) for c in (lsst, wide)]
+    for group in (~ddf, ddf):
+        assert np.median(visits[1][group]) / np.median(visits[0][group]) == pytest.approx(2.0, rel=0.08)
+    band_err = [pd.Series(c.base_err).groupby(c.band).median() for c in (lsst, wide)]
+    assert np.allclose(band_err[1] / band_err[0], 10 ** 0.4, rtol=0.06)
 
 
 def test_survey_statistics_of_a_hand_made_test_set():

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from kit import survey
 from kit.files import atomic_path
 from kit.simulate import writer
+from kit.simulate.cadence import LSST, SURVEYS, Design
 from kit.simulate.generate import simulate_group
 
 #: Real training-set class counts (PLAsTiCC), the training mix.
@@ -87,7 +88,7 @@ def _open(tmp: Path):
     return open(tmp, "w", newline="\n", encoding="ascii")
 
 
-def _write_split(lc_path: Path, kinds, ids, test: bool, seed: int, progress: bool):
+def _write_split(lc_path: Path, kinds, ids, test: bool, seed: int, progress: bool, design: Design = LSST):
     """Simulate one set in batches, streaming its light curves; return its metadata."""
     metas = []
     starts = range(0, len(ids), TEST_BATCH_OBJECTS)
@@ -97,7 +98,7 @@ def _write_split(lc_path: Path, kinds, ids, test: bool, seed: int, progress: boo
         for b, start in enumerate(starts):
             rng = np.random.default_rng([seed, SEED_TEST if test else SEED_TRAIN, b])
             sl = slice(start, start + TEST_BATCH_OBJECTS)
-            meta, rows = simulate_group(kinds[sl], ids[sl], test, rng)
+            meta, rows = simulate_group(kinds[sl], ids[sl], test, rng, design)
             writer.write_lightcurve_rows(fh, *(rows[c] for c in survey.LIGHTCURVE_COLUMNS))
             metas.append(meta)
             bar.update(len(meta))
@@ -105,7 +106,8 @@ def _write_split(lc_path: Path, kinds, ids, test: bool, seed: int, progress: boo
     return pd.concat(metas, ignore_index=True) if metas else None
 
 
-def simulate(out_dir: Path, n_train: int, n_test: int, seed: int, progress: bool = True) -> None:
+def simulate(out_dir: Path, n_train: int, n_test: int, seed: int, progress: bool = True,
+             survey_name: str = "lsst") -> None:
     """Write a simulated competition folder like Kaggle's, plus ``test_truth.csv``.
 
     Parameters
@@ -118,18 +120,24 @@ def simulate(out_dir: Path, n_train: int, n_test: int, seed: int, progress: bool
         Same seed, same bytes.
     progress
         Show a progress bar on stderr for the test set.
+    survey_name
+        The survey's cadence and depth, one of :data:`kit.simulate.cadence.SURVEYS`: ``lsst`` (PLAsTiCC's), or
+        another survey to pretrain on (transfer learning's source survey).
     """
     if n_train < 1 or n_test < 1:
         raise ValueError("n_train and n_test must be at least 1")
+    if survey_name not in SURVEYS:
+        raise ValueError(f"survey {survey_name!r}: choose among {', '.join(SURVEYS)}")
+    design = SURVEYS[survey_name]
     out_dir = Path(out_dir)
     train_kinds, train_ids, test_kinds, test_ids = _layout(n_train, n_test, seed)
 
-    train_meta = _write_split(out_dir / survey.TRAIN_LIGHTCURVES, train_kinds, train_ids, False, seed, False)
+    train_meta = _write_split(out_dir / survey.TRAIN_LIGHTCURVES, train_kinds, train_ids, False, seed, False, design)
     train_meta[survey.TARGET] = train_meta["true_target"]
     with atomic_path(out_dir / survey.TRAIN_METADATA) as tmp, _open(tmp) as fh:
         writer.write_metadata(fh, train_meta[list(survey.METADATA_COLUMNS) + [survey.TARGET]])
 
-    test_meta = _write_split(out_dir / survey.TEST_LIGHTCURVES, test_kinds, test_ids, True, seed, progress)
+    test_meta = _write_split(out_dir / survey.TEST_LIGHTCURVES, test_kinds, test_ids, True, seed, progress, design)
     with atomic_path(out_dir / survey.TEST_METADATA) as tmp, _open(tmp) as fh:
         writer.write_metadata(fh, test_meta[list(survey.METADATA_COLUMNS)])
     with atomic_path(out_dir / survey.SAMPLE_SUBMISSION) as tmp, _open(tmp) as fh:

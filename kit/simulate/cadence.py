@@ -39,6 +39,29 @@ DETECTION_SNR = 5.0
 DETECTION_SOFTNESS = 0.3
 
 
+@dataclass(frozen=True)
+class Design:
+    """A survey's cadence and depth relative to LSST's (the constants above): ``LSST`` leaves them as they are.
+
+    ``visits`` multiplies every visit count (WFD visits per band, DDF nights, extra u visits); ``depth_mag`` moves
+    the sky-noise depth by that many magnitudes (+1: one magnitude shallower, flux errors x 10**0.4).
+    """
+
+    name: str = "lsst"
+    visits: float = 1.0
+    depth_mag: float = 0.0
+
+    @property
+    def err_scale(self) -> float:
+        return 10.0 ** (0.4 * self.depth_mag)
+
+
+LSST = Design()
+#: Surveys the simulator can run (``--survey``): LSST's, and a source survey for transfer learning that is
+#: shallower and faster (twice the visits, one magnitude shallower), as a wide-field transient survey is.
+SURVEYS = {d.name: d for d in (LSST, Design("wide-fast", visits=2.0, depth_mag=1.0))}
+
+
 @dataclass
 class Cadence:
     """Observations of a group of objects, rows sorted by object then time.
@@ -55,13 +78,14 @@ class Cadence:
     last: np.ndarray
 
 
-def make_cadence(ddf: np.ndarray, rng: np.random.Generator) -> Cadence:
-    """Observation schedule of objects with deep-drilling flags ``ddf`` (bool array, one per object)."""
+def make_cadence(ddf: np.ndarray, rng: np.random.Generator, design: Design = LSST) -> Cadence:
+    """Observation schedule of objects with deep-drilling flags ``ddf`` (bool array, one per object), in the
+    survey ``design`` (LSST's by default)."""
     ddf = np.asarray(ddf, dtype=bool)
     n = len(ddf)
     season_len = rng.uniform(*SEASON_LENGTH_D, n)
     start = SURVEY_START_MJD + rng.uniform(0.0, 1.0, n) * (DAYS_PER_YEAR - season_len)
-    scale = rng.uniform(*VISIT_SCALE, n)
+    scale = rng.uniform(*VISIT_SCALE, n) * design.visits
 
     # WFD: independent visits per band at random times within the seasons
     wfd_counts = rng.poisson(WFD_BAND_COUNTS[None, :] * scale[:, None]) * (~ddf)[:, None]
@@ -86,7 +110,7 @@ def make_cadence(ddf: np.ndarray, rng: np.random.Generator) -> Cadence:
     order = np.lexsort((mjd, obj))
     obj, mjd, band = obj[order], mjd[order], band[order]
 
-    median = np.where(ddf[obj], DDF_FLUX_ERR[band], WFD_FLUX_ERR[band])
+    median = np.where(ddf[obj], DDF_FLUX_ERR[band], WFD_FLUX_ERR[band]) * design.err_scale
     obj_factor = np.exp(rng.normal(0.0, FLUX_ERR_OBJECT_SIGMA, n))
     base_err = median * obj_factor[obj] * np.exp(rng.normal(0.0, FLUX_ERR_VISIT_SIGMA, len(obj)))
     first = np.full(n, np.nan)

@@ -49,7 +49,7 @@ def _subset(todo: np.ndarray, c: cad.Cadence, arrays: dict):
     return rows, local, {k: v[todo] for k, v in arrays.items()}
 
 
-def simulate_kind(kind: int, meta: pd.DataFrame, rng: np.random.Generator):
+def simulate_kind(kind: int, meta: pd.DataFrame, rng: np.random.Generator, design: cad.Design = cad.LSST):
     """Light curves of objects of one true class.
 
     Parameters
@@ -58,6 +58,8 @@ def simulate_kind(kind: int, meta: pd.DataFrame, rng: np.random.Generator):
         Class id, or an unknown true target 991-994.
     meta
         Their metadata (from :func:`kit.simulate.metadata.sample_metadata`), one row per object.
+    design
+        The survey's cadence and depth (:data:`kit.simulate.cadence.SURVEYS`).
 
     Returns
     -------
@@ -67,7 +69,7 @@ def simulate_kind(kind: int, meta: pd.DataFrame, rng: np.random.Generator):
     n = len(meta)
     z = meta["true_z"].to_numpy()
     mu = np.nan_to_num(meta["true_distmod"].to_numpy())
-    c = cad.make_cadence(meta["ddf"].to_numpy().astype(bool), rng)
+    c = cad.make_cadence(meta["ddf"].to_numpy().astype(bool), rng, design)
     ext = 10.0 ** (-0.4 * physics.EXTINCTION_R[c.band] * meta["mwebv"].to_numpy()[c.obj])
     flux = np.zeros(len(c.obj))
     err = np.zeros(len(c.obj))
@@ -99,7 +101,8 @@ def simulate_kind(kind: int, meta: pd.DataFrame, rng: np.random.Generator):
     return c.obj, c.mjd, c.band, flux, err, det
 
 
-def simulate_group(kinds: np.ndarray, object_ids: np.ndarray, test: bool, rng: np.random.Generator):
+def simulate_group(kinds: np.ndarray, object_ids: np.ndarray, test: bool, rng: np.random.Generator,
+                   design: cad.Design = cad.LSST):
     """Metadata and light curves of a group of objects (any mix of classes).
 
     Returns
@@ -116,7 +119,8 @@ def simulate_group(kinds: np.ndarray, object_ids: np.ndarray, test: bool, rng: n
     parts = []
     for kind in np.unique(kinds):
         idx = np.flatnonzero(kinds == kind)
-        obj, mjd, band, flux, err, det = simulate_kind(int(kind), meta.iloc[idx].reset_index(drop=True), rng)
+        obj, mjd, band, flux, err, det = simulate_kind(int(kind), meta.iloc[idx].reset_index(drop=True), rng,
+                                                     design)
         parts.append((meta["object_id"].to_numpy()[idx][obj], mjd, band, flux, err, det))
     cols = [np.concatenate([p[i] for p in parts]) for i in range(6)]
     order = np.lexsort((cols[1], cols[0]))
