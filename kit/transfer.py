@@ -5,7 +5,8 @@
   fraction of the labels.
 * :func:`label_mask` keeps a stratified fraction of the labelled training objects, nested in the shared folds.
 * ``python -m kit transfer-study`` (``make transfer-study``): the network from scratch vs pretrained and
-  fine-tuned, on 5 %, 25 % and 100 % of the labels (several seeds for the smallest fraction), OOF and local
+  fine-tuned (on the test light curves, and on other surveys' with ``--also-pretrained``), on 5 %, 25 % and 100 %
+  of the labels (several seeds for the smallest fraction), OOF and local
   test score, as ``models/<name>/transfer/study.{json,csv,png}``; each run's models under
   ``models/<name>/transfer/<arm>-f<fraction>-s<seed>/``.
 """
@@ -26,7 +27,6 @@ from kit.files import atomic_path, load_proba, read_json, write_json
 
 log = logging.getLogger(__name__)
 
-ARMS = ("scratch", "pretrained")
 DEFAULT_FRACTIONS = (0.05, 0.25, 1.0)
 
 
@@ -204,31 +204,47 @@ def local_test_score(config: Config, name: str) -> float | None:
     return float(score_submission(frame, config.truth, config.test_metadata)["overall"])
 
 
-def study(config: Config, settings, encoder: Path, fractions=DEFAULT_FRACTIONS, seeds: int = 3,
-          freeze_epochs: int = 2, finetune_lr: float | None = None, max_folds: int | None = None) -> pd.DataFrame:
-    """Train both arms at every fraction (``seeds`` seeds for the smallest fraction below 1, one for the others).
+def arm_name(encoder: Path) -> str:
+    """The study's arm of an encoder: ``pretrained`` for ``make pretrain``'s, ``pretrained-<source>`` for the encoder
+    of another folder's light curves (``models/<name>/pretrain-<source>/encoder.keras``, ``SOURCE=``)."""
+    folder = Path(encoder).parent.name
+    return "pretrained" + (folder[len("pretrain"):] if folder.startswith("pretrain-") else "")
 
+
+def study(config: Config, settings, encoder: Path, fractions=DEFAULT_FRACTIONS, seeds: int = 3,
+          freeze_epochs: int = 2, finetune_lr: float | None = None, max_folds: int | None = None,
+          more_encoders: tuple[Path, ...] = ()) -> pd.DataFrame:
+    """Train every arm at every fraction (``seeds`` seeds for the smallest fraction below 1, one for the others).
+
+    The arms: ``scratch``, ``pretrained`` (fine-tuned from ``encoder``) and one more per encoder of
+    ``more_encoders`` (e.g. pretrained on another survey), named by :func:`arm_name`.
     A run whose saved score has the same settings and plan (and test predictions, when there is a truth) is reused.
     Returns the table of runs (arm, fraction, seed, n_labelled, oof, test); writes ``study.{json,csv,png}``.
     """
-    if not Path(encoder).exists():
-        raise InputError(f"{encoder}: no pretrained encoder. Run `make pretrain` first (or pass --pretrained PATH).")
+    encoders = {"scratch": None}
+    for path in (encoder, *more_encoders):
+        if not Path(path).exists():
+            raise InputError(f"{path}: no pretrained encoder. Run `make pretrain` first (SOURCE=folder for another "
+                             "folder's light curves), or pass the path of one.")
+        if arm_name(path) in encoders:
+            raise InputError(f"{path}: a second encoder of arm {arm_name(path)!r}; give each source once.")
+        encoders[arm_name(path)] = str(path)
     fractions = sorted(set(fractions))
     rows = []
     for fraction in fractions:
         n_seeds = seeds if fraction == fractions[0] and fraction < 1.0 else 1
         for seed in range(n_seeds):
-            for arm in ARMS:
+            for arm, path in encoders.items():
                 name = run_name(arm, fraction, seed)
                 plan = Plan(name=name, label_fraction=fraction, label_seed=seed, **(
-                    {"encoder": str(encoder), "freeze_epochs": freeze_epochs,
-                     "finetune_lr": finetune_lr or settings.learning_rate / 10} if arm == "pretrained" else {}))
+                    {"encoder": path, "freeze_epochs": freeze_epochs,
+                     "finetune_lr": finetune_lr or settings.learning_rate / 10} if path else {}))
                 rows.append({"arm": arm, "fraction": fraction, "seed": seed, **_run(config, settings, plan, max_folds)})
                 log.info("transfer study: %s", rows[-1])
     table = pd.DataFrame(rows)
     out = config.model_dir("transfer")
     write_json(out / "study.json", {"runs": rows, "summary": summarise(table).to_dict(orient="records"),
-                                    "settings": settings.to_dict(), "encoder": str(encoder)})
+                                    "settings": settings.to_dict(), "encoders": encoders})
     with atomic_path(out / "study.csv") as tmp:
         table.to_csv(tmp, index=False)
     plot_study(table, out / "study.png")
@@ -295,7 +311,7 @@ def plot_study(table: pd.DataFrame, path: Path) -> None:
     panels = [c for c in ("oof", "test") if table[c].notna().any()]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     for ax, col in zip(axes[0], panels, strict=True):
-        for arm in ARMS:
+        for arm in dict.fromkeys(table["arm"]):
             s = summary[summary["arm"] == arm]
             ax.errorbar(s["fraction"], s[f"{col}_mean"], yerr=s[f"{col}_std"].fillna(0), marker="o", capsize=3,
                         label=arm)
@@ -321,6 +337,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fractions", type=float, nargs="+", default=list(DEFAULT_FRACTIONS),
                         help="label fractions (default 0.05 0.25 1)")
     parser.add_argument("--seeds", type=int, default=3, help="label seeds of the smallest fraction (default 3)")
+    parser.add_argument("--also-pretrained", type=Path, nargs="+", default=[],
+                        help="more encoders, one arm each: e.g. models/<name>/pretrain-sim-wide/encoder.keras of "
+                             "`make pretrain SOURCE=data/sim-wide` (another survey), arm pretrained-sim-wide")
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -328,7 +347,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
     settings = lstm.settings_from_args(args)
     table = study(config, settings, args.pretrained or default_encoder(config), args.fractions, args.seeds,
-                  args.freeze_epochs, args.finetune_lr, args.max_folds)
+                  args.freeze_epochs, args.finetune_lr, args.max_folds, tuple(args.also_pretrained))
     print(summarise(table).to_string(index=False))
     print(f"{config.model_dir('transfer')}/study.csv, study.json, study.png")
     return 0

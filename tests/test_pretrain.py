@@ -264,3 +264,24 @@ def test_study_scores_the_trained_finetuned_model_instead_of_training_it_again(t
     assert result["n_labelled"] == 150 and not config.model_dir(run.name).exists()  # nothing trained again
     other = transfer._run(config, TINY, replace(run, freeze_epochs=0), None)
     assert "model" not in other and config.oof_path(run.name).exists()  # a different start trains its own run
+
+
+def test_study_has_an_arm_per_encoder_of_another_survey(tiny, pretrained, tmp_path):
+    """--also-pretrained: each more encoder (e.g. pretrained on another simulated survey) is an arm of its own."""
+    from kit import transfer
+
+    config = tiny.with_(models_root=tmp_path / "models")
+    other = tiny.with_(data_dir=tiny.data_dir.parent / "sim-survey2")
+    build_sequences([fake_lightcurves(60, seed=11, max_len=30)], other.sequences_dir("test"))
+    source = pretrain.pretrain(config, TINY, pretrain.PretrainOptions(epochs=1, source=str(other.data_dir)))
+    assert transfer.arm_name(source["encoder"]) == "pretrained-sim-survey2"
+    assert transfer.arm_name(pretrained["encoder"]) == "pretrained"
+
+    table = transfer.study(config, TINY, pretrained["encoder"], fractions=(1.0,), seeds=1, max_folds=1,
+                           more_encoders=(source["encoder"],))
+    assert list(table["arm"]) == ["scratch", "pretrained", "pretrained-sim-survey2"]
+    runs = read_json(config.score_path(transfer.run_name("pretrained-sim-survey2", 1.0, 0)))
+    assert runs["plan"]["encoder"] == source["encoder"]  # fine-tuned from the other survey's encoder
+    assert (config.model_dir("transfer") / "study.png").exists()
+    with pytest.raises(InputError, match="second encoder"):
+        transfer.study(config, TINY, pretrained["encoder"], fractions=(1.0,), more_encoders=(pretrained["encoder"],))
