@@ -301,15 +301,20 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_study(table: pd.DataFrame, path: Path) -> None:
-    """OOF and local test score against the label fraction, one line per arm (error bars: seeds)."""
-    import matplotlib
+    """The study's figure (:func:`study_figure`) as a PNG at ``path``."""
+    from kit.report.page import save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    save_figure(study_figure(table), path)
+
+
+def study_figure(table: pd.DataFrame):
+    """OOF and local test score against the label fraction, one line per arm (error bars: seeds)."""
+    from matplotlib.figure import Figure
 
     summary = summarise(table)
     panels = [c for c in ("oof", "test") if table[c].notna().any()]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    fig = Figure(figsize=(5 * len(panels), 4))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, col in zip(axes[0], panels, strict=True):
         for arm in dict.fromkeys(table["arm"]):
             s = summary[summary["arm"] == arm]
@@ -324,9 +329,7 @@ def plot_study(table: pd.DataFrame, path: Path) -> None:
         ax.set_title("OOF" if col == "oof" else "local test")
         ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    return fig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -107,6 +107,11 @@ def full_config(tmp_path: Path) -> Config:
            "file": config.submission_path("blend").name, "sha256": "ab", "message": "first <b>",
            "model": "blend", "oof_score": 0.9, "local_score": 1.1, "ref": 1, "status": "COMPLETE",
            "public_score": 1.2, "private_score": 1.25}
+    runs = [("scratch", f, s, 0.9 + f, 1.2 - f / 2) for f in (0.25, 1.0) for s in (0,)] + [
+        ("pretrained", 0.25, 0, 0.8, 1.0), ("pretrained", 1.0, 0, 0.7, 0.9)]
+    config.model_dir("transfer").mkdir(parents=True)
+    pd.DataFrame(runs, columns=["arm", "fraction", "seed", "oof", "test"]).assign(n_labelled=100).to_csv(
+        config.model_dir("transfer") / "study.csv", index=False)
     pd.DataFrame([row]).to_csv(config.ledger_path, index=False)
     pd.DataFrame([dict(row, endpoint="http://127.0.0.1:8765", message="demo row", public_score=2.5)]).to_csv(
         config.ledger_path.with_name("ledger-standin.csv"), index=False)
@@ -124,7 +129,8 @@ def _assert_png(path: Path) -> None:
 
 
 EXPECTED = ["confusion_lgbm.png", "confusion_lstm.png", "confusion_blend.png", "class_contributions.png",
-            "feature_importance.png", "reliability.png", "lstm_learning_curves.png", "worst_objects.png",
+            "feature_importance.png", "reliability.png", "lstm_learning_curves.png", "transfer_study.png",
+            "worst_objects.png",
             "test_scores.png", "class99_hist.png", "class_distribution.png"]
 
 
@@ -142,6 +148,7 @@ def test_full_report_writes_every_figure_and_links_only_existing_files(full_conf
     # tables: blend weights, class-99 settings, ledger with the CV-to-leaderboard gap, escaped text
     assert "geometric" in html and "0.7" in html and str(full_config.class99_extragalactic) in html
     assert "public - oof" in html and "first &lt;b&gt;" in html
+    assert "<td>pretrained</td>" in html and "test_mean" in html  # the transfer study's table
     # the ledger's rows carry their endpoint; the stand-in's have their own, labelled table after Kaggle's
     assert "<td>0.3000</td>" in html  # public - oof of the Kaggle row: 1.2 - 0.9
     kaggle_at, standin_at = html.index("https://api.kaggle.com"), html.index("http://127.0.0.1:8765")

@@ -142,6 +142,21 @@ def _section_importance(page, config: Config, top: int) -> None:
     page.figure("feature_importance.png", figures.feature_importance(frame, top))
 
 
+def _section_transfer(page, config: Config) -> None:
+    """The transfer study (``make transfer-study``): its table by arm and label share, and its figure."""
+    from kit import transfer
+
+    page.section("Transfer learning: from scratch vs pretrained, by share of the labels")
+    path = config.model_dir("transfer") / "study.csv"
+    if not path.exists():
+        page.note(f"{path} not found (make transfer-study)")
+        return
+    table = pd.read_csv(path)
+    page.table(transfer.summarise(table), f"{path}: weighted log loss, out of fold and on the local test truth "
+                                          "(mean and standard deviation over label seeds).")
+    page.figure("transfer_study.png", transfer.study_figure(table))
+
+
 def _section_reliability(page, oofs: list[OOF]) -> None:
     from kit.report import figures
 
@@ -443,6 +458,7 @@ def write_report(config: Config, worst: int = 12, top_features: int = 30) -> Pat
         lambda: _section_importance(page, config, top_features),
         lambda: _section_reliability(page, oofs),
         lambda: _section_learning(page, config),
+        lambda: _section_transfer(page, config),
         lambda: _section_settings(page, config),
         lambda: _section_gallery(page, config, oofs, worst),
         lambda: _section_test(page, config, _submissions(config), _truth(config)),
