@@ -8,6 +8,9 @@ frame with :data:`EXTRA_COLUMNS` taken from the metadata):
     each single model as it is (nothing fitted);
 ``arithmetic`` / ``geometric``
     ``sum_k w_k p_k`` / ``exp(sum_k w_k ln p_k)`` renormalised, one weight per model on the simplex;
+``tempered``
+    the geometric blend with any positive weights: their sum is an inverse temperature, so the blend can be
+    sharper (sum > 1) or softer than the simplex allows (a geometric mean of models that disagree is too soft);
 ``per-class``
     one simplex weight vector per class: column c is ``sum_k w_ck p_kc``, rows renormalised; fitted by L-BFGS on
     the weighted log loss plus ``PER_CLASS_SHRINK * sum_c |w_c - w|^2`` towards the global arithmetic weights ``w``;
@@ -51,7 +54,7 @@ log = logging.getLogger(__name__)
 MODEL = "blend"
 AUTO = "auto"
 #: The fitted candidates besides the single models, in the order they are listed.
-METHODS = ("arithmetic", "geometric", "per-class", "stack")
+METHODS = ("arithmetic", "geometric", "tempered", "per-class", "stack")
 #: Metadata columns every candidate gets (the stacker's extra features; the group mask).
 EXTRA_COLUMNS = ("hostgal_photoz", "galactic")
 #: Strength of the per-class weights' pull towards the global arithmetic weights.
@@ -99,7 +102,9 @@ def blend_per_class(probas: Probas, w: np.ndarray) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
-BLENDERS = {"arithmetic": blend_arithmetic, "geometric": blend_geometric}
+BLENDERS = {"arithmetic": blend_arithmetic, "geometric": blend_geometric, "tempered": blend_geometric}
+#: The blends whose weights are any positive numbers (exp of the free parameters) rather than on the simplex.
+UNCONSTRAINED = ("tempered",)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -109,16 +114,20 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 # --- fitting -------------------------------------------------------------------------------------------------
 def fit_weights(probas: Probas, y: np.ndarray, method: str) -> np.ndarray:
-    """Simplex weights (K,) minimising the weighted log loss of ``method`` ('arithmetic', 'geometric')."""
+    """Weights (K,) minimising the weighted log loss of ``method`` (a key of :data:`BLENDERS`): on the simplex,
+    or any positive weights for the :data:`UNCONSTRAINED` ones (started from equal weights summing to 1)."""
     blender = BLENDERS[method]
-    if len(probas) == 1:
+    free = method in UNCONSTRAINED
+    if len(probas) == 1 and not free:
         return np.ones(1)
+    weights = np.exp if free else _softmax
 
     def loss(z):
-        return metric.weighted_log_loss(y, blender(probas, _softmax(z)))
+        return metric.weighted_log_loss(y, blender(probas, weights(z)))
 
-    res = minimize(loss, np.zeros(len(probas)), method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-7})
-    return _softmax(res.x)
+    start = np.full(len(probas), -np.log(len(probas)) if free else 0.0)
+    res = minimize(loss, start, method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-7})
+    return weights(res.x)
 
 
 def fit_per_class(probas: Probas, y: np.ndarray, shrink: float = PER_CLASS_SHRINK) -> np.ndarray:
@@ -188,7 +197,7 @@ def candidates(n_models: int, names: list[str] | None = None, seed: int = 0, thr
     for method, blender in BLENDERS.items():
         found[method] = Candidate(fit=lambda probas, y, extras, m=method: fit_weights(probas, y, m),
                                   apply=lambda w, probas, extras, b=blender: b(probas, w),
-                                  weights=lambda w, n: w)
+                                  weights=lambda w, n: w / w.sum())
     found["per-class"] = Candidate(fit=lambda probas, y, extras: fit_per_class(probas, y),
                                    apply=lambda w, probas, extras: blend_per_class(probas, w),
                                    weights=lambda w, n: w.mean(axis=0))
@@ -318,6 +327,8 @@ def blend(config: Config, models: list[str] | None = None, method: str = AUTO) -
     }
     out = config.model_dir(MODEL)
     fitted = {"per_class": best.fitted.tolist()} if chosen == "per-class" else {}
+    if chosen in UNCONSTRAINED:  # "weights" are shares; the exponents themselves carry the temperature
+        fitted = {"exponents": dict(zip(models, map(float, best.fitted), strict=True))}
     (out / STACKER_FILE).unlink(missing_ok=True)
     if chosen == "stack":
         with atomic_path(out / STACKER_FILE) as tmp:

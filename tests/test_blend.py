@@ -63,9 +63,12 @@ def test_fitted_weights_on_simplex_and_useless_model_gets_little_weight():
     y = CLASSES[np.random.default_rng(3).integers(0, 14, 500)]
     good = noisy_predictions(y, 3.0, 4)
     uniform = np.full_like(good, 1 / 14)
-    for method in bl.BLENDERS:
+    for method in set(bl.BLENDERS) - set(bl.UNCONSTRAINED):
         w = bl.fit_weights([good, uniform], y, method)
         assert np.all(w >= 0) and w.sum() == pytest.approx(1.0) and w[0] > 0.9
+    # tempered: ln of a uniform model is a constant, so its weight is free; the good model's is its calibration,
+    # 3 (noisy_predictions' posterior is exp(3 x its logits), i.e. it is 3 times too soft)
+    assert 2.5 < bl.fit_weights([good, uniform], y, "tempered")[0] < 4.0
     w = bl.fit_per_class([good, uniform], y)
     assert w.shape == (14, 2) and np.allclose(w.sum(axis=1), 1) and np.all(w[:, 0] > 0.8)
 
@@ -85,6 +88,20 @@ def test_nested_oof_never_fits_on_the_rows_it_scores():
     np.testing.assert_allclose(nested, uniform_within_group)
     in_sample = bl.predict(memoriser, memoriser.fit(probas, y, extras), probas, extras)
     assert metric.weighted_log_loss(y, in_sample) < 1e-6 < metric.weighted_log_loss(y, nested) - 1.0
+
+
+def test_tempered_blend_sharpens_models_that_are_too_soft():
+    """Two independent calibrated models made twice too soft (p ** 0.5): their posterior is the product of the
+    calibrated ones, i.e. weights (2, 2). The simplex geometric blend cannot sharpen them; the tempered one learns
+    weights summing to about 4 and scores better out of fold."""
+    y = CLASSES[np.random.default_rng(3).integers(0, 14, 1500)]
+    soft = [noisy_predictions(y, 2.0, seed) ** (2.0 * 0.5) for seed in (8, 9)]  # calibrated: p ** 2, then ** 0.5
+    soft = [p / p.sum(axis=1, keepdims=True) for p in soft]
+    s = nested_scores(soft, y, extras_of(y), names=("geometric", "tempered"))
+    assert s["tempered"] < s["geometric"] - 0.05
+    w = bl.fit_weights(soft, y, "tempered")
+    assert 3.0 < w.sum() < 5.0 and np.all(w > 1.2)
+    assert np.isclose(bl.fit_weights(soft, y, "geometric").sum(), 1.0)
 
 
 def test_per_class_weights_beat_global_weights_when_models_know_different_classes():
