@@ -117,12 +117,29 @@ def _npy_header(shape: tuple[int, ...]) -> bytes:
     return b"\x93NUMPY\x01\x00" + (_HEADER_BYTES - 10).to_bytes(2, "little") + (text + " " * pad + "\n").encode()
 
 
-def build_sequences(chunks: Iterable[pd.DataFrame], out_dir: Path) -> dict:
+def first_objects(chunks: Iterable[pd.DataFrame], n: int) -> Iterator[pd.DataFrame]:
+    """The whole-object ``chunks`` cut after their first ``n`` objects (in file order)."""
+    left = n
+    for chunk in chunks:
+        if left <= 0:
+            return
+        ids = chunk[survey.OBJECT_ID].to_numpy()
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        if len(starts) > left:
+            chunk = chunk.iloc[: starts[left]]
+        left -= min(len(starts), left)
+        yield chunk
+
+
+def build_sequences(chunks: Iterable[pd.DataFrame], out_dir: Path, max_objects: int | None = None) -> dict:
     """Write the ragged sequences of a stream of whole-object chunks to ``out_dir``; return stats.
 
     Memory stays at one chunk plus a few numbers per object. Nothing appears under ``out_dir``
-    unless every chunk was written.
+    unless every chunk was written. ``max_objects``: only the first so many objects (a partial store, e.g. the
+    pretraining sample of a kernel; its ``meta.json`` says so).
     """
+    if max_objects is not None:
+        chunks = first_objects(chunks, max_objects)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
@@ -159,6 +176,7 @@ def build_sequences(chunks: Iterable[pd.DataFrame], out_dir: Path) -> dict:
             "bytes_per_million_rows": nbytes / max(rows, 1) * 1e6,
             "seconds": seconds,
             "rows_per_second": rows / max(seconds, 1e-9),
+            "max_objects": max_objects,
         }
         (tmp / "meta.json").write_text(json.dumps(stats, indent=2) + "\n")
         (tmp / ".done").write_text("")
@@ -313,6 +331,17 @@ def iter_batches(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=["train", "test", "both"], default="both")
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    parser.add_argument("--max-objects", type=int, default=None,
+                        help="only the first N objects of each split (a sample to pretrain on; networks cannot "
+                             "predict from a partial store)")
+
+
+def _built_for(out: Path) -> int | None:
+    """The ``max_objects`` a store was built with (None: every object)."""
+    try:
+        return json.loads((out / "meta.json").read_text()).get("max_objects")
+    except (OSError, ValueError):
+        return None
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -324,10 +353,12 @@ def run(args: argparse.Namespace, config: Config) -> int:
         out, src = config.sequences_dir(split), sources[split]
         if not src.exists():
             raise InputError(f"{src}: light curves not found. Run `make simulate` or `make download`, or set DATA=.")
-        if not args.force and is_fresh([out / ".done"], [src]):
+        if args.max_objects is not None and args.max_objects < 1:
+            raise InputError(f"--max-objects {args.max_objects}: give at least 1 (or leave it out for all objects)")
+        if not args.force and is_fresh([out / ".done"], [src]) and _built_for(out) == args.max_objects:
             print(f"{out}: up to date")
             continue
-        stats = build_sequences(iter_object_chunks(src, config.chunk_rows), out)
+        stats = build_sequences(iter_object_chunks(src, config.chunk_rows), out, args.max_objects)
         print(
             f"{out}: {stats['n_objects']:,} objects, {stats['n_rows']:,} rows, "
             f"{stats['rows_per_second'] / 1e6:.2f} M rows/s, {stats['bytes_per_million_rows'] / 1e6:.1f} MB per M rows"

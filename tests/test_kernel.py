@@ -62,6 +62,19 @@ def test_plan_trains_the_models_then_streams_the_test_set():
         kernel.plan(["nope"])
 
 
+def test_plan_pretrains_before_fine_tuning():
+    """lstm_ft: the first test objects' sequences, then pretrain (smoke: the demo preset), then the fine-tuning."""
+    steps = kernel.plan(["lgbm", "lstm_ft"], train_args={"pretrain": ["--epochs", "3"]}, pretrain_objects=5000)
+    commands = [s[0] for s in steps]
+    assert commands == ["features", "sequences", "folds", "train-lgbm", "sequences", "pretrain", "train-lstm_ft",
+                        "predict-stream"]
+    assert steps[4] == ["sequences", "--split", "test", "--max-objects", "5000"]
+    assert steps[5] == ["pretrain", "--epochs", "3"] and kernel.pretrain_objects(steps) == 5000
+    smoke = kernel.plan(["lstm_ft"], smoke=True)
+    assert ["pretrain", "--preset", "demo", "--epochs", "1"] in smoke
+    assert kernel.pretrain_objects(kernel.plan(["lstm"])) == 0
+
+
 # --- the script ----------------------------------------------------------------------------------------------
 def _script(tmp_path, steps) -> Path:
     return kernel.build(tmp_path / "kernel", "someone", steps, [], 1)
@@ -259,3 +272,20 @@ def test_make_kernel_local_smoke_trains_and_predicts_the_sampled_test_set(compet
     report = json.loads((models / kernel.RUN_REPORT).read_text())
     assert [s["command"].split()[0] for s in report["steps"]] == [
         "features", "sequences", "folds", "train-lstm", "predict-stream"]
+
+
+def test_kernel_local_smoke_pretrains_then_fine_tunes(competition, tmp_path, env):
+    """The kernel runs pretraining on its first test objects and the fine-tuned network from that encoder."""
+    root = tmp_path / "local"
+    done = make("kernel-local", env=env, out=tmp_path, data=competition, KERNEL_MODELS="lstm_ft",
+                KERNEL_ARGS=f"--smoke-objects 150 300 --pretrain-objects 200 --root {root}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "lstm_ft: test set predicted, 300 objects" in done.stdout
+    models = root / "kaggle" / "working" / "models" / competition.name
+    pretrained = json.loads((models / "pretrain" / "pretrain.json").read_text())
+    assert pretrained["n_objects"] == 200  # the first 200 of the 300 sampled test objects
+    assert json.loads((models / "lstm_ft" / "score.json").read_text())["plan"]["encoder"].endswith(
+        "pretrain/encoder.keras")
+    report = json.loads((models / kernel.RUN_REPORT).read_text())
+    assert [s["command"].split()[0] for s in report["steps"]] == [
+        "features", "sequences", "folds", "sequences", "pretrain", "train-lstm_ft", "predict-stream"]

@@ -80,6 +80,19 @@ def test_chunked_build_equals_whole_and_round_trips(tmp_path):
     assert 40 * len(frame) < whole["bytes"] < 40 * len(frame) + 20 * 40 + 2048
 
 
+def test_first_objects_build_cuts_whole_objects_across_chunks(tmp_path):
+    """max_objects: exactly the first N objects in file order, whichever chunk they end in; meta.json says so."""
+    frame = fake_lightcurves(40)
+    first = frame["object_id"].drop_duplicates().to_numpy()
+    for n in (1, 7, 13, 40, 90):
+        stats = build_sequences(split_chunks(frame, 3), tmp_path / f"first{n}", max_objects=n)
+        part = load_sequences(tmp_path / f"first{n}")
+        np.testing.assert_array_equal(part.object_ids, first[:n])
+        whole = build_sequences([frame[frame["object_id"].isin(first[:n])]], tmp_path / f"whole{n}")
+        assert stats["n_rows"] == whole["n_rows"] and stats["max_objects"] == n
+        np.testing.assert_array_equal(part.values, load_sequences(tmp_path / f"whole{n}").values)
+
+
 def test_failed_build_leaves_nothing(tmp_path):
     def chunks():
         yield fake_lightcurves(3)

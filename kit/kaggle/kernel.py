@@ -51,6 +51,9 @@ METADATA_FILE = "kernel-metadata.json"
 DEFAULT_MODELS = ("lstm",)
 #: Objects of each split kept by a smoke run (the first ones of each file).
 SMOKE_TRAIN, SMOKE_TEST = 400, 1000
+#: Test objects a kernel pretrains on when a model fine-tunes a pretrained encoder (the first ones of the test set;
+#: their sequences take about this many x 5.5 kB of scratch). A smoke run pretrains on its whole sample.
+PRETRAIN_OBJECTS = 1_000_000
 #: Environment variable the script reads for its root (Kaggle's is /kaggle).
 ROOT_ENV = "KIT_KAGGLE_ROOT"
 #: Marker beside each model fetched from the kernel: the Makefile does not rebuild such models.
@@ -86,28 +89,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smoke-objects", type=int, nargs=2, default=(SMOKE_TRAIN, SMOKE_TEST),
                         metavar=("TRAIN", "TEST"), help="local smoke run: objects of each split (default %(default)s)")
     parser.add_argument("--wait", type=float, default=0, help="status: poll until finished, at most this many s")
+    parser.add_argument("--pretrain-objects", type=int, default=PRETRAIN_OBJECTS,
+                        help="test objects to pretrain on when a model needs it (lstm_ft; default %(default)s); "
+                             "pretraining options: --train-args 'pretrain=--epochs 3'")
 
 
 # --- what the kernel runs ---------------------------------------------------------------------------
-def plan(models: list[str], smoke: bool = False, train_args: dict[str, list[str]] | None = None) -> list[list[str]]:
+def plan(models: list[str], smoke: bool = False, train_args: dict[str, list[str]] | None = None,
+         pretrain_objects: int = PRETRAIN_OBJECTS) -> list[list[str]]:
     """The kit commands the kernel runs: training inputs, folds, each model's training, the streamed test.
 
-    Training features and sequences are built (small); the test set is never featurised to disk.
+    Training features and sequences are built (small); the test set is never featurised to disk. A model that
+    fine-tunes a pretrained encoder (``PRETRAIN_SMOKE_ARGS`` in its module: ``lstm_ft``) gets the sequences of the
+    first ``pretrain_objects`` test objects and ``pretrain`` on them before its training (options of
+    ``train_args['pretrain']``).
     """
     from kit import models as registry
     from kit.predict_stream import check_models, needs_sequences
 
     models = check_models(models)
+    train_args = train_args or {}
     steps = [["features", "--split", "train"]]
     if needs_sequences(models):
         steps.append(["sequences", "--split", "train"])
     steps.append(["folds"])
     for model in models:
+        module = registry.get(model)
+        pretrain = getattr(module, "PRETRAIN_SMOKE_ARGS", None)
+        if pretrain is not None and not any(s[0] == "pretrain" for s in steps):
+            steps.append(["sequences", "--split", "test", "--max-objects", str(pretrain_objects)])
+            steps.append(["pretrain", *(pretrain if smoke else []), *train_args.get("pretrain", [])])
         # a smoke run: each model's own small settings (its SMOKE_ARGS: one fold, few epochs or rounds)
-        args = (list(registry.get(model).SMOKE_ARGS) if smoke else []) + (train_args or {}).get(model, [])
+        args = (list(module.SMOKE_ARGS) if smoke else []) + train_args.get(model, [])
         steps.append([f"train-{model}", *args])
     steps.append(["predict-stream", "--models", ",".join(models)])
     return steps
+
+
+def pretrain_objects(steps: list[list[str]]) -> int:
+    """Test objects whose sequences the planned ``steps`` build (0: none)."""
+    for step in steps:
+        if step[:3] == ["sequences", "--split", "test"] and "--max-objects" in step:
+            return int(step[step.index("--max-objects") + 1])
+    return 0
 
 
 def package_zip() -> bytes:
@@ -122,7 +146,8 @@ def package_zip() -> bytes:
 
 def render_script(steps: list[list[str]], extra: list[str], n_models: int) -> str:
     return kernel_script.render(root_env=ROOT_ENV, steps=steps, extra=list(extra), n_models=n_models,
-                                files=COMPETITION_FILES, payload=base64.b64encode(package_zip()).decode())
+                                files=COMPETITION_FILES, payload=base64.b64encode(package_zip()).decode(),
+                                pretrain_objects=pretrain_objects(steps))
 
 
 def metadata(user: str, competition: str = survey.COMPETITION, enable_gpu: bool = True) -> dict:
@@ -397,7 +422,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     train_args = _train_args(args.train_args)
     if args.action in ("build", "push"):
         user = require_user(args.user, ask_kaggle=args.action == "push")
-        steps = plan(models, args.smoke, train_args)
+        steps = plan(models, args.smoke, train_args, args.pretrain_objects)
         script = build(args.kernel_dir, user, steps, extra, len(models), args.competition)
         print(f"built {script} ({'smoke' if args.smoke else 'full'} run of {', '.join(models)}) "
               f"as {user}/{KERNEL_SLUG}")
@@ -406,7 +431,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             print(f"pushed {result['ref']} version {result['version']}: {result['url']}")
     elif args.action == "local":
         smoke = not args.full
-        steps = plan(models, smoke, train_args)
+        steps = plan(models, smoke, train_args, args.pretrain_objects)
         with tempfile.TemporaryDirectory(prefix="kernel-build-") as tmp:
             script = build(Path(tmp), "local", steps, extra, len(models), args.competition)
             report = run_local(script, config, args.root, smoke, tuple(args.smoke_objects), args.keep)

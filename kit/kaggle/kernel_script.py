@@ -19,6 +19,7 @@ ROOT = os.environ.get(@ROOT_ENV@, "/kaggle")
 STEPS = @STEPS@  # kit commands, in order; each also gets the common options below
 EXTRA = @EXTRA@
 N_MODELS = @N_MODELS@
+PRETRAIN_OBJECTS = @PRETRAIN_OBJECTS@  # test objects whose sequences are built to pretrain on (0: none)
 FILES = @FILES@  # the competition files the kernel reads
 REQUIRED = list(FILES.values())
 SEARCH_DEPTH = 3  # /kaggle/input/<slug>/ or /kaggle/input/competitions/<slug>/ (or one more level)
@@ -79,6 +80,8 @@ def check_space(data, working, scratch):
 
     # scratch: training features + training sequences (40 B per row, the CSV has ~45) + kit + numba cache
     scratch_need = 2 * size(FILES["train_lightcurves"]) + 512 * MB
+    # pretraining: the sequences of its test objects, about 5.5 kB each (130 rows of 40 B, and their index)
+    scratch_need += PRETRAIN_OBJECTS * 5500
     # working: one probability row (8 + 14 * 4 B) per test object and model, fewer bytes than a metadata row
     working_need = N_MODELS * size(FILES["test_metadata"]) + 512 * MB
     same_disk = os.stat(working).st_dev == os.stat(scratch).st_dev
@@ -145,10 +148,11 @@ if __name__ == "__main__":
 
 
 def render(*, root_env: str, steps: list[list[str]], extra: list[str], n_models: int, files: dict[str, str],
-           payload: str) -> str:
+           payload: str, pretrain_objects: int = 0) -> str:
     """The kernel script's source: ``TEMPLATE`` with its settings filled in as Python literals."""
     values = {"ROOT_ENV": json.dumps(root_env), "STEPS": repr(steps), "EXTRA": repr(extra),
-              "N_MODELS": repr(n_models), "FILES": repr(files), "PAYLOAD": payload}
+              "N_MODELS": repr(n_models), "PRETRAIN_OBJECTS": repr(pretrain_objects), "FILES": repr(files),
+              "PAYLOAD": payload}
     text = TEMPLATE
     for key, value in values.items():
         text = text.replace(f"@{key}@", value)

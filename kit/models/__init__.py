@@ -10,6 +10,8 @@ A model module (imported only when used, so TensorFlow loads only for the networ
     NAME: str                                   the registry name, the folder under models/<name>/
     NEEDS_SEQUENCES: bool                       whether it reads the ragged sequences (kernel: build them)
     SMOKE_ARGS: list[str]                       training options of a kernel smoke run (small, fast)
+    PRETRAIN_SMOKE_ARGS: list[str] (optional)   the model fine-tunes a pretrained encoder: the kernel runs
+                                                ``pretrain`` first (with these options in a smoke run)
     add_arguments(parser) / run(args, config)   the train-<name> command: its settings (CLI options);
                                                 trains on the shared folds, writes the fold models,
                                                 oof.parquet and score.json under config.model_dir(NAME)

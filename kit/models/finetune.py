@@ -16,8 +16,11 @@ from kit.errors import InputError
 
 NAME = "lstm_ft"
 NEEDS_SEQUENCES = True
-#: A kernel smoke run (needs models/<name>/pretrain/encoder.keras in the kernel's inputs).
+#: A kernel smoke run: the demo preset, one fold, two epochs (one frozen).
 SMOKE_ARGS = [*lstm.SMOKE_ARGS, "--freeze-epochs", "1"]
+#: The kernel pretrains the encoder first (:func:`kit.kaggle.kernel.plan`); in a smoke run with these options,
+#: the preset of SMOKE_ARGS.
+PRETRAIN_SMOKE_ARGS = ["--preset", "demo", "--epochs", "1"]
 
 
 def predict_test(config: Config):
