@@ -110,8 +110,7 @@ check-data: $(STAMP) ## check the competition folder's files and headers
 
 # Simulated competitions (folders named sim-*) are made on demand.
 data/sim-%/test_set_metadata.csv data/sim-%/training_set.csv data/sim-%/test_set.csv data/sim-%/training_set_metadata.csv &: | $(STAMP)
-	$(KIT) simulate --data data/sim-$* --out data/sim-$* --train $(SIM_TRAIN) --test $(SIM_TEST) --seed $(SEED) \
-		--survey $(SIM_SURVEY)
+	$(KIT) simulate --data data/sim-$* --out data/sim-$* --train $(SIM_TRAIN) --test $(SIM_TEST) --seed $(SEED) --survey $(SIM_SURVEY)
 
 # --- features and sequences --------------------------------------------------------------------------
 $(BUILD)/features_train.parquet $(BUILD)/features_test.parquet &: $(TRAIN_FILES) $(TEST_FILES) | $(STAMP)
