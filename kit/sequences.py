@@ -299,8 +299,10 @@ def mixed_batches(
     :func:`length_batches` sorts by length, and length tells the deep-drilling (DDF) objects from the wide (WFD)
     ones: most of its batches hold one kind only. Here the objects fall into ``buckets`` buckets by length
     (quantiles of the capped length, ties at random); a share ``mix`` of them is moved to a bucket drawn at random
-    (shuffled across buckets); each bucket is shuffled (within), cut into batches, and the batch order shuffled.
-    ``buckets=1`` gives plain random batches. Every position appears exactly once.
+    (shuffled across buckets); each bucket is shuffled (within) and cut into full batches, the buckets' remainders
+    are pooled and cut likewise, and the batch order shuffled. ``buckets=1`` gives plain random batches. Every
+    position appears exactly once, in ``ceil(n / batch_size)`` batches whatever the draw: Keras fixes the steps
+    of every epoch from the first one's, so a count that varied would end some epochs early.
     """
     capped = np.minimum(np.asarray(lengths), max_len)
     n = len(capped)
@@ -311,10 +313,14 @@ def mixed_batches(
         bucket = rank * buckets // n
         moved = rng.random(n) < mix
         bucket[moved] = rng.integers(0, buckets, int(moved.sum()))
-    batches = []
+    batches, rest = [], []
     for b in range(max(buckets, 1)):
         members = rng.permutation(np.flatnonzero(bucket == b))
-        batches += [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
+        full = len(members) - len(members) % batch_size
+        batches += [members[i : i + batch_size] for i in range(0, full, batch_size)]
+        rest.append(members[full:])
+    rest = rng.permutation(np.concatenate(rest)) if len(rest) > 1 else rest[0]  # one bucket: already shuffled
+    batches += [rest[i : i + batch_size] for i in range(0, len(rest), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
 
 

@@ -159,3 +159,25 @@ def test_training_batches_mix_short_and_long_objects():
         if buckets == 1:  # random batches: each holds about the overall share of long objects
             shares = np.array([long[b].mean() for b in full])
             assert abs(shares.mean() - long.mean()) < 0.02 and shares.min() > 0.1
+
+
+def test_mixed_batches_have_the_same_count_every_epoch():
+    """Keras fixes an epoch's steps from the first epoch: the count must not depend on the draw."""
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(20, 352, 1000)
+    for buckets, mix in ((1, 0.0), (4, 0.25), (3, 1.0)):
+        for seed in range(20):
+            batches = mixed_batches(lengths, 64, np.random.default_rng(seed), buckets=buckets, mix=mix)
+            assert len(batches) == -(-1000 // 64), (buckets, mix, seed)
+            assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+            assert max(len(b) for b in batches) == 64
+
+
+def test_random_batches_are_drawn_as_before():
+    """One bucket (the CNN's batches) draws as the kit always did: shuffle, cut, shuffle the batch order."""
+    rng = np.random.default_rng(5)
+    members = rng.permutation(300)
+    cut = [members[i : i + 64] for i in range(0, 300, 64)]
+    expected = [cut[i] for i in rng.permutation(len(cut))]
+    got = mixed_batches(np.zeros(300, np.int64), 64, np.random.default_rng(5))
+    assert [b.tolist() for b in got] == [b.tolist() for b in expected]
