@@ -70,3 +70,25 @@ def test_same_seed_same_copies(augmented):
     pd.testing.assert_frame_equal(meta_a, meta_b, check_exact=True)
     lc_c, _ = run(2)
     assert not (len(lc_c) == len(lc_a) and np.array_equal(lc_c["flux"].to_numpy(), lc_a["flux"].to_numpy()))
+
+
+def test_galactic_copies_are_their_parents_observed_fluxes_with_test_like_errors(augmented):
+    """A galactic copy is its parent's points, brightness-shifted, with errors drawn from the WFD pools (topped up,
+    never below the scaled parent's): not a GP's mean and uncertainty, which between a periodic star's points
+    (the GP's 10-day uncertainty grid) would be its whole amplitude."""
+    lc, meta, settings, run = augmented
+    out_lc, out_meta = run(3)
+    gal = out_meta.loc[out_meta["hostgal_photoz"] == 0, [survey.OBJECT_ID, augment.PARENT]]
+    rows = out_lc.merge(gal, on=survey.OBJECT_ID).merge(
+        lc.rename(columns={survey.OBJECT_ID: augment.PARENT}), on=[augment.PARENT, "mjd", "passband"],
+        suffixes=("", "_parent"))
+    assert len(rows) == out_lc[survey.OBJECT_ID].isin(gal[survey.OBJECT_ID]).sum()  # every point is a parent's
+    pools = augment.error_pools(lc, meta)
+    for band, part in rows.groupby("passband"):
+        assert part["flux_err"].median() <= 2 * max(np.median(pools[band]), part["flux_err_parent"].median())
+    for _, copy in rows.groupby(survey.OBJECT_ID):
+        parent = copy["flux_parent"].to_numpy()
+        slope = np.polyfit(parent, copy["flux"].to_numpy(), 1)[0]  # the brightness factor, 0.5 mag sigma: ~0.25-4
+        residual = copy["flux"].to_numpy() - slope * parent
+        assert 0.2 < slope < 5
+        assert np.std(residual) <= 3 * np.sqrt(np.mean(copy["flux_err"] ** 2))
