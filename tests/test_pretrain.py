@@ -285,3 +285,18 @@ def test_study_has_an_arm_per_encoder_of_another_survey(tiny, pretrained, tmp_pa
     assert (config.model_dir("transfer") / "study.png").exists()
     with pytest.raises(InputError, match="second encoder"):
         transfer.study(config, TINY, pretrained["encoder"], fractions=(1.0,), more_encoders=(pretrained["encoder"],))
+
+
+def test_finetuning_runs_at_the_networks_learning_rate_unless_told(tiny, pretrained):
+    """The unfrozen phase's default learning rate is the network's own (measured better than a tenth of it)."""
+    import argparse
+
+    from kit import transfer
+    from kit.models import finetune
+
+    parser = argparse.ArgumentParser()
+    finetune.add_arguments(parser)
+    for argv, expected in (([], TINY.learning_rate), (["--finetune-lr", "1e-4"], 1e-4)):
+        args = parser.parse_args(["--pretrained", str(pretrained["encoder"]), *argv])
+        plan = transfer.finetune_plan(args, finetune.NAME, tiny, TINY)
+        assert plan.finetune_lr == pytest.approx(expected) and plan.freeze_epochs == 2
