@@ -20,8 +20,8 @@ mostly Wide-Fast-Deep ones. Each extragalactic training object is copied ``copie
 
 Galactic objects keep their times and their observed fluxes, scaled by a brightness shift of
 ``N(0, galactic_mag_sigma)`` magnitudes, with the same cadence, noise and detection steps: the noise tops
-each point's scaled error up to the drawn one (a GP of a periodic star is no model of it between its points). Copies get new ids from :data:`ID_BASE` up and remember
-their parent, whose fold they keep.
+each point's scaled error up to the drawn one (a GP of a periodic star is no model of it between its points).
+Copies get new ids from :data:`ID_BASE` up and remember their parent, whose fold they keep.
 
 Survey-specific pieces are small named hooks (:func:`draw_redshift`, :func:`choose_rows`,
 :func:`draw_errors`, :func:`draw_detected`, :func:`draw_photoz`); the arrays work over many copies at once.
