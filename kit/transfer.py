@@ -2,7 +2,7 @@
 
 * :class:`Plan` is how :func:`kit.lstm.train` is told to train otherwise: under another name, from a pretrained
   encoder (:mod:`kit.pretrain`) frozen for the first epochs then unfrozen (at the network's own learning rate
-  by default: see :data:`FINETUNE_LR_FACTOR`), on a fraction of the labels.
+  by default: see :func:`default_finetune_lr`), on a fraction of the labels.
 * :func:`label_mask` keeps a stratified fraction of the labelled training objects, nested in the shared folds.
 * ``python -m kit transfer-study`` (``make transfer-study``): the network from scratch vs pretrained and
   fine-tuned (on the test light curves, and on other surveys' with ``--also-pretrained``), on 5 %, 25 % and 100 %
@@ -165,15 +165,15 @@ def label_plan(args: argparse.Namespace, name: str) -> Plan | None:
     return Plan(name=name, label_fraction=args.label_fraction, label_seed=args.label_seed)
 
 
-#: The unfrozen phase's learning rate over the network's. On the acceptance competition with 25 % of the labels
-#: (10 epochs, 2 of them frozen), a tenth (1e-4) left the fine-tuned network behind the one from scratch (OOF
-#: 0.986 against 0.724, test 1.207 against 0.990, at 35587b4); the network's own (1e-3) put it ahead (OOF 0.574
-#: against 0.603, test 0.895 against 0.916, after the constant-batches fix e187988).
-FINETUNE_LR_FACTOR = 1.0
-
-
 def default_finetune_lr(settings) -> float:
-    return settings.learning_rate * FINETUNE_LR_FACTOR
+    """The unfrozen phase's learning rate: the network's own.
+
+    On the acceptance competition with 25 % of the labels (10 epochs, 2 of them frozen), a tenth (1e-4) left the
+    fine-tuned network behind the one from scratch (OOF 0.986 against 0.724, test 1.207 against 0.990, at
+    35587b4); the network's own (1e-3) put it ahead (OOF 0.574 against 0.603, test 0.895 against 0.916, after
+    the constant-batches fix e187988).
+    """
+    return settings.learning_rate
 
 
 def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
