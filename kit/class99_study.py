@@ -4,9 +4,11 @@ Needs the truth (``test_truth.csv``: a simulated competition or the unblinded Ze
 submission is built exactly as ``python -m kit submission --class99 <method>`` builds it (mask, class 99,
 rounding to the written digits) and scored as ``python -m kit score`` scores the file: the total weighted
 log loss, the galactic and extragalactic figures, and class 99's own term (its share of the total, i.e.
-``2 * mean(-ln p99 over the true unknowns) / sum of the weights``). With ``--write`` the submissions are
-also written (``submissions/<name>-<model>[-<method>].csv.gz``) for uploading the ones a user wants to
-compare on the real leaderboard.
+``2 * mean(-ln p99 over the true unknowns) / sum of the weights``), and per group how well the method's
+class-99 column ranks the unknowns above the known objects (ROC AUC: 0.5 for any method that gives a group one
+value, so only an AUC above it can take the gap below the floor of :func:`gap_floor`). With ``--write`` the
+submissions are also written (``submissions/<name>-<model>[-<method>].csv.gz``) for uploading the ones a user
+wants to compare on the real leaderboard.
 
 Result: ``models/<name>/<model>/class99_study.json``.
 """
@@ -64,14 +66,18 @@ def score_methods(
     -------
     dict
         method -> {overall, galactic, extragalactic, class99_term, class99_loss, mean_p99_galactic,
-        mean_p99_extragalactic}; losses are the competition metric, as ``kit.score`` reports them.
+        mean_p99_extragalactic, auc_galactic, auc_extragalactic}; losses are the competition metric, as
+        ``kit.score`` reports them; the AUCs are :func:`unknown_auc` of the written class-99 column.
     """
     g = np.asarray(galactic, dtype=bool)
+    truth = score.read_truth(truth_path).set_index(survey.OBJECT_ID)[survey.TARGET].reindex(object_ids).to_numpy()
     results = {}
     for method in methods:
         proba15 = submission.build_submission(object_ids, proba, g, config.with_(class99_method=method))
-        scored = score.score_submission(submission_frame(object_ids, proba15), truth_path, metadata_path)
+        written = submission_frame(object_ids, proba15)
+        scored = score.score_submission(written, truth_path, metadata_path)
         unknown = scored["per_class"].get(str(survey.CLASS_UNKNOWN))
+        written_p99 = written[survey.SUBMISSION_COLUMNS[-1]].to_numpy()
         results[method] = {
             "overall": scored["overall"],
             "galactic": scored["groups"].get("galactic", {}).get("loss"),
@@ -80,9 +86,27 @@ def score_methods(
             "class99_loss": unknown["loss"] if unknown else None,
             "mean_p99_galactic": float(proba15[g, -1].mean()) if g.any() else None,
             "mean_p99_extragalactic": float(proba15[~g, -1].mean()) if (~g).any() else None,
+            "auc_galactic": unknown_auc(written_p99[g], truth[g]),
+            "auc_extragalactic": unknown_auc(written_p99[~g], truth[~g]),
         }
         log.info("class 99 %s: %.5f", method, scored["overall"])
     return results
+
+
+def unknown_auc(p99: np.ndarray, truth: np.ndarray) -> float | None:
+    """How well ``p99`` ranks the unknowns above the known objects: the ROC AUC (0.5: not at all, as any method
+    that gives a group one value; 1: every unknown above every known object). None without both kinds.
+
+    ``truth``: the scored classes (unknowns as 99; NaN, objects without truth, are left out).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    truth = np.asarray(truth, dtype=np.float64)
+    has = ~np.isnan(truth)
+    unknown = truth[has] == survey.CLASS_UNKNOWN
+    if unknown.all() or not unknown.any():
+        return None
+    return float(roc_auc_score(unknown, np.asarray(p99)[has]))
 
 
 def best_method(results: dict[str, dict], key: str = "overall") -> str:
@@ -99,12 +123,13 @@ def format_table(results: dict[str, dict]) -> str:
         return f"{x:>9.5f}" if x is not None else f"{'-':>9}"
 
     lines = [f"{'method':<10} {'overall':>9} {'galactic':>9} {'extragal':>9} {'99 term':>9} {'99 loss':>9} "
-             f"{'p99 gal':>9} {'p99 ext':>9}"]
+             f"{'p99 gal':>9} {'p99 ext':>9} {'AUC gal':>9} {'AUC ext':>9}"]
     for method, r in results.items():
         lines.append(
             f"{method:<10} {num(r['overall'])} {num(r['galactic'])} {num(r['extragalactic'])} "
             f"{num(r['class99_term'])} {num(r['class99_loss'])} {num(r['mean_p99_galactic'])} "
-            f"{num(r['mean_p99_extragalactic'])}" + ("  *" if method == best else "")
+            f"{num(r['mean_p99_extragalactic'])} {num(r.get('auc_galactic'))} {num(r.get('auc_extragalactic'))}"
+            + ("  *" if method == best else "")
         )
     return "\n".join(lines)
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from kit import class99, cli, files, survey
-from kit.class99_study import best_method, format_table
+from kit.class99_study import best_method, format_table, unknown_auc
 from kit.score import read_truth, score_submission
 
 
@@ -54,6 +54,32 @@ def test_study_constant_row_is_the_scales(study):
     assert row["mean_p99_galactic"] == pytest.approx(0.014)
     assert row["mean_p99_extragalactic"] == pytest.approx(0.14)
     assert summary["methods"]["product"]["mean_p99_extragalactic"] == pytest.approx(0.14, rel=1e-6)
+
+
+def test_study_ranks_the_unknowns_per_group_as_a_hand_count_does(study):
+    """The AUC of each method's written class-99 column, per group, counts the (unknown, known) pairs it orders
+    right (ties half); a constant per group is 0.5, and the product of doubts finds the fixture's hedged unknowns."""
+    summary, subs, competition = study
+    meta = pd.read_csv(competition / survey.TEST_METADATA).set_index(survey.OBJECT_ID)
+    truth = read_truth(competition / survey.TEST_TRUTH).set_index(survey.OBJECT_ID)[survey.TARGET]
+    for method, row in summary["methods"].items():
+        suffix = "" if method == class99.DEFAULT_METHOD else f"-{method}"
+        written = pd.read_csv(subs / f"{competition.name}-lgbm{suffix}.csv.gz").set_index(survey.OBJECT_ID)
+        galactic = survey.is_galactic(meta.loc[written.index, "hostgal_photoz"].to_numpy())
+        for group, in_group in (("galactic", galactic), ("extragalactic", ~galactic)):
+            p99 = written["class_99"].to_numpy()[in_group]
+            unknown = truth.loc[written.index].to_numpy()[in_group] == survey.CLASS_UNKNOWN
+            pairs = p99[unknown][:, None] - p99[~unknown][None, :]
+            hand = ((pairs > 0).sum() + 0.5 * (pairs == 0).sum()) / pairs.size
+            assert row[f"auc_{group}"] == pytest.approx(hand, abs=1e-9)
+    assert summary["methods"]["constant"]["auc_extragalactic"] == pytest.approx(0.5)
+    assert summary["methods"]["product"]["auc_extragalactic"] > 0.8
+
+
+def test_unknown_auc_needs_both_kinds_and_skips_objects_without_truth():
+    assert unknown_auc(np.array([0.1, 0.9, 0.5]), np.array([42.0, 99.0, np.nan])) == 1.0
+    assert unknown_auc(np.array([0.1, 0.9]), np.array([42.0, 90.0])) is None
+    assert unknown_auc(np.array([0.1, 0.9]), np.array([99.0, 99.0])) is None
 
 
 def test_study_without_truth_says_what_to_do(tmp_path, capsys):
