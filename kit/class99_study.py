@@ -41,6 +41,11 @@ def submission_frame(object_ids: np.ndarray, proba15: np.ndarray, digits: int = 
     return frame
 
 
+def truth_of(truth_path: Path, object_ids: np.ndarray) -> np.ndarray:
+    """The scored class of each of ``object_ids`` (unknowns as 99; NaN where the truth has no such object)."""
+    return score.read_truth(truth_path).set_index(survey.OBJECT_ID)[survey.TARGET].reindex(object_ids).to_numpy()
+
+
 def score_methods(
     object_ids: np.ndarray,
     proba: np.ndarray,
@@ -70,7 +75,7 @@ def score_methods(
         ``kit.score`` reports them; the AUCs are :func:`unknown_auc` of the written class-99 column.
     """
     g = np.asarray(galactic, dtype=bool)
-    truth = score.read_truth(truth_path).set_index(survey.OBJECT_ID)[survey.TARGET].reindex(object_ids).to_numpy()
+    truth = truth_of(truth_path, object_ids)
     results = {}
     for method in methods:
         proba15 = submission.build_submission(object_ids, proba, g, config.with_(class99_method=method))
@@ -183,7 +188,7 @@ def gap_report(config: Config, model: str, ids: np.ndarray, proba: np.ndarray, g
     oof_loss = metric.per_class_log_loss(y_train, oof_proba)
     train_galactic = survey.is_galactic(train["hostgal_photoz"].to_numpy())
     galactic_class = {c: bool(train_galactic[y_train == c].mean() > 0.5) for c in oof_loss}
-    truth = score.read_truth(config.truth).set_index(survey.OBJECT_ID)[survey.TARGET].reindex(ids).to_numpy()
+    truth = truth_of(config.truth, ids)
     test_galactic = np.asarray(galactic, dtype=bool)
     unknown = truth == survey.CLASS_UNKNOWN
     scored = ~unknown & ~pd.isna(truth)
