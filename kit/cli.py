@@ -16,6 +16,7 @@ import argparse
 import importlib
 import logging
 import os
+import select
 import sys
 import time
 from pathlib import Path
@@ -131,6 +132,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def stdout_reader_gone() -> bool:
+    """True when stdout is a pipe whose reading end is closed (so a BrokenPipeError came from stdout, not from
+    a socket or a child process, which stay errors)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no real file descriptor (e.g. captured by a test)
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["kaggle-cli"]:  # every further argument belongs to the kaggle CLI, not to the kit's parser
@@ -156,11 +168,18 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
         check_sources(config, args.command)
         code = module.run(args, config)
+        sys.stdout.flush()  # a reader gone (`| head`) shows here, not in the interpreter's last flush
     except KitError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted: finished outputs are kept, partial ones were discarded", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        if not stdout_reader_gone():
+            raise
+        # `python -m kit score ... | head`: the reader has what it wanted; stop quietly, as `yes | head` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     logging.getLogger("kit").info("%s done in %.1f s", args.command, time.perf_counter() - started)
     return int(code or 0)

@@ -1,5 +1,9 @@
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -108,3 +112,30 @@ def test_score_command_without_truth_says_so(data, tmp_path, capsys):
     (data / survey.TEST_TRUTH).unlink()
     assert cli.main(["score", *_args(tmp_path, data)]) == 0
     assert "nothing to score against" in capsys.readouterr().out
+
+
+def test_score_piped_into_a_reader_that_stops_ends_quietly(data, tmp_path):
+    """`python -m kit score ... | head -1`: no traceback when the reader closes the pipe, exit 141 as `yes | head`."""
+    (tmp_path / "subs").mkdir()
+    _frame(np.full((15, 15), 1 / 15)).to_csv(tmp_path / "subs" / "tiny-lgbm.csv.gz", index=False)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the command writes its first line
+    try:
+        done = subprocess.run([sys.executable, "-m", "kit", "score", *_args(tmp_path, data)], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1], timeout=120)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert done.returncode == 141
+
+
+def test_a_broken_pipe_elsewhere_stays_an_error(monkeypatch, data, tmp_path):
+    """Only a closed stdout is quiet: a BrokenPipeError from anything else (a socket, a child) is raised."""
+    from kit import score
+
+    def run(args, config):
+        raise BrokenPipeError("a socket")
+
+    monkeypatch.setattr(score, "run", run)
+    with pytest.raises(BrokenPipeError, match="a socket"):
+        cli.main(["score", *_args(tmp_path, data)])
