@@ -7,7 +7,8 @@ Each command lives in its own module, which defines::
 
 Modules are imported only when their command runs, so `--help` is instant and TensorFlow is
 loaded only by the commands that need it. A :class:`kit.errors.KitError` becomes one clear
-message and a non-zero exit; anything else keeps its traceback (it is a bug).
+message and a non-zero exit; stdout's reader going away (`| head`) ends quietly with 141; anything else keeps
+its traceback (it is a bug).
 """
 
 from __future__ import annotations
