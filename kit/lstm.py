@@ -327,7 +327,7 @@ def train(config: Config, settings=None, max_folds: int | None = None, *, networ
     name = plan.name if plan else name
     n_folds = int(folds.max()) + 1 if max_folds is None else min(max_folds, int(folds.max()) + 1)
     oof = np.full((len(y), len(survey.CLASSES)), np.nan)
-    per_epoch, seconds, fold_scores, before_bn, wrong, n_copies = [], [], [], [], 0, []
+    per_epoch, seconds, fold_scores, before_bn, wrong, n_copies, n_rows = [], [], [], [], 0, [], []
     batch = settings.batch_size * 2
     with atomic_dir(config.model_dir(name)) as out:
         for k in range(n_folds):
@@ -336,6 +336,7 @@ def train(config: Config, settings=None, max_folds: int | None = None, *, networ
             if copies:
                 tr = np.concatenate([tr, copy_rows(tr, parent_row, copies, np.random.default_rng([config.seed, k]))])
                 n_copies.append(int(len(tr) - np.sum(tr < len(y))))
+            n_rows.append(int(len(tr)))
             scaler = Scaler.fit(raw[tr], columns)  # the training part only
             scaler.save(out / f"scaler_fold{k}.json")
             agg = scaler.transform(raw)
@@ -388,6 +389,7 @@ def train(config: Config, settings=None, max_folds: int | None = None, *, networ
             "seconds_per_epoch": float(np.mean(seconds)),
             "n_aggregates": len(columns),
             "augmented_copies": n_copies,
+            "train_rows": n_rows,
             "settings": settings.to_dict(),
             **(plan.summary(y, folds) if plan else {}),
         }

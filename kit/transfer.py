@@ -61,7 +61,8 @@ class Plan:
 
     ``encoder``: path of an ``encoder.keras`` (:mod:`kit.pretrain`); each fold's network starts from its weights,
     frozen for ``freeze_epochs`` epochs, then trained with the rest at ``finetune_lr`` (default: the settings'
-    learning rate). Early stopping counts its patience afresh once the encoder is unfrozen.
+    learning rate). Early stopping counts its patience afresh once the encoder is unfrozen. ``equal_steps``: see
+    :meth:`train_rows` (False here, for plans saved before it existed; the command line's default is True).
     """
 
     name: str = "lstm"
@@ -70,12 +71,20 @@ class Plan:
     finetune_lr: float | None = None
     label_fraction: float = 1.0
     label_seed: int = 0
+    equal_steps: bool = False
 
     def train_rows(self, tr: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
-        """The training part ``tr`` of a fold, reduced to the objects that keep their labels."""
+        """The training part ``tr`` of a fold, reduced to the objects that keep their labels.
+
+        With ``equal_steps`` the kept objects are repeated (each as often, about 1 / fraction times) so that the
+        part is as long as ``tr``: an epoch then takes as many steps as one on all the labels, and a fixed number of
+        epochs and of early-stopping patience spends the same compute at every fraction. Each repeat draws its own
+        training-time augmentation.
+        """
         if self.label_fraction >= 1.0:
             return tr
-        return tr[label_mask(y, folds, self.label_fraction, self.label_seed)[tr]]
+        kept = tr[label_mask(y, folds, self.label_fraction, self.label_seed)[tr]]
+        return np.tile(kept, max(1, int(round(len(tr) / len(kept))))) if self.equal_steps else kept
 
     def build(self, settings, n_aggregates: int):
         from kit import lstm_model
@@ -155,6 +164,9 @@ def add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-fraction", type=float, default=1.0,
                         help="train on this stratified share of the labels, nested in the shared folds (default 1)")
     parser.add_argument("--label-seed", type=int, default=0, help="which objects keep their labels (default 0)")
+    parser.add_argument("--equal-steps", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --label-fraction: repeat the kept objects about 1/fraction times per epoch, so an "
+                             "epoch takes as many steps as on all the labels (default; --no-equal-steps: once)")
 
 
 def label_plan(args: argparse.Namespace, name: str) -> Plan | None:
@@ -162,7 +174,8 @@ def label_plan(args: argparse.Namespace, name: str) -> Plan | None:
     if args.label_fraction >= 1.0:
         return None
     label_mask(np.zeros(0), np.zeros(0), args.label_fraction, 0)  # checks the fraction
-    return Plan(name=name, label_fraction=args.label_fraction, label_seed=args.label_seed)
+    return Plan(name=name, label_fraction=args.label_fraction, label_seed=args.label_seed,
+                equal_steps=args.equal_steps)
 
 
 def default_finetune_lr(settings) -> float:
@@ -188,7 +201,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
 def finetune_plan(args: argparse.Namespace, name: str, config: Config, settings) -> Plan:
     return Plan(name=name, encoder=str(args.pretrained or default_encoder(config)), freeze_epochs=args.freeze_epochs,
                 finetune_lr=args.finetune_lr or default_finetune_lr(settings), label_fraction=args.label_fraction,
-                label_seed=args.label_seed)
+                label_seed=args.label_seed, equal_steps=args.equal_steps and args.label_fraction < 1.0)
 
 
 # --- the study ---------------------------------------------------------------------------------------------------
@@ -224,11 +237,12 @@ def arm_name(encoder: Path) -> str:
 
 def study(config: Config, settings, encoder: Path, fractions=DEFAULT_FRACTIONS, seeds: int = 3,
           freeze_epochs: int = 2, finetune_lr: float | None = None, max_folds: int | None = None,
-          more_encoders: tuple[Path, ...] = ()) -> pd.DataFrame:
+          more_encoders: tuple[Path, ...] = (), equal_steps: bool = True) -> pd.DataFrame:
     """Train every arm at every fraction (``seeds`` seeds for the smallest fraction below 1, one for the others).
 
     The arms: ``scratch``, ``pretrained`` (fine-tuned from ``encoder``) and one more per encoder of
-    ``more_encoders`` (e.g. pretrained on another survey), named by :func:`arm_name`.
+    ``more_encoders`` (e.g. pretrained on another survey), named by :func:`arm_name`. ``equal_steps``: every
+    fraction's epochs take as many steps as one on all the labels (:meth:`Plan.train_rows`).
     A run whose saved score has the same settings and plan (and test predictions, when there is a truth) is reused.
     Returns the table of runs (arm, fraction, seed, n_labelled, oof, test); writes ``study.{json,csv,png}``.
     """
@@ -247,7 +261,8 @@ def study(config: Config, settings, encoder: Path, fractions=DEFAULT_FRACTIONS, 
         for seed in range(n_seeds):
             for arm, path in encoders.items():
                 name = run_name(arm, fraction, seed)
-                plan = Plan(name=name, label_fraction=fraction, label_seed=seed, **(
+                plan = Plan(name=name, label_fraction=fraction, label_seed=seed,
+                            equal_steps=equal_steps and fraction < 1.0, **(
                     {"encoder": path, "freeze_epochs": freeze_epochs,
                      "finetune_lr": finetune_lr or default_finetune_lr(settings)} if path else {}))
                 rows.append({"arm": arm, "fraction": fraction, "seed": seed, **_run(config, settings, plan, max_folds)})
@@ -255,7 +270,8 @@ def study(config: Config, settings, encoder: Path, fractions=DEFAULT_FRACTIONS, 
     table = pd.DataFrame(rows)
     out = config.model_dir("transfer")
     write_json(out / "study.json", {"runs": rows, "summary": summarise(table).to_dict(orient="records"),
-                                    "settings": settings.to_dict(), "encoders": encoders})
+                                    "settings": settings.to_dict(), "encoders": encoders,
+                                    "equal_steps": equal_steps})
     with atomic_path(out / "study.csv") as tmp:
         table.to_csv(tmp, index=False)
     plot_study(table, out / "study.png")
@@ -263,7 +279,9 @@ def study(config: Config, settings, encoder: Path, fractions=DEFAULT_FRACTIONS, 
 
 
 def _plan_key(plan: dict) -> dict:
-    """A saved plan without its name, the encoder as an absolute path: what decides whether two runs are the same."""
+    """A saved plan without its name, the encoder as an absolute path: what decides whether two runs are the same.
+    Fields a plan saved before them lacks take their defaults."""
+    plan = {**asdict(Plan()), **plan}
     return {**plan, "name": None, "encoder": plan["encoder"] and str(Path(plan["encoder"]).resolve())}
 
 
@@ -293,8 +311,8 @@ def _run(config: Config, settings, plan: Plan, max_folds: int | None) -> dict:
         log.info("transfer study: %s is the trained %s: scoring it", plan.name, name)
         return {"n_labelled": len(load_proba(config.oof_path(name))[0]),
                 "oof": read_json(config.score_path(name))["oof"], "test": local_test_score(config, name), "model": name}
-    if saved.get("settings") == settings.to_dict() and saved.get("plan") == asdict(plan) and (
-            "test" in saved.get("transfer", {})):
+    same_plan = "plan" in saved and _plan_key(saved["plan"]) == _plan_key(asdict(plan))
+    if saved.get("settings") == settings.to_dict() and same_plan and "test" in saved.get("transfer", {}):
         log.info("transfer study: %s already trained", plan.name)
         return saved["transfer"]
     summary = lstm.train(config, settings, max_folds, plan=plan)
@@ -361,7 +379,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
     settings = lstm.settings_from_args(args)
     table = study(config, settings, args.pretrained or default_encoder(config), args.fractions, args.seeds,
-                  args.freeze_epochs, args.finetune_lr, args.max_folds, tuple(args.also_pretrained))
+                  args.freeze_epochs, args.finetune_lr, args.max_folds, tuple(args.also_pretrained),
+                  args.equal_steps)
     print(summarise(table).to_string(index=False))
     print(f"{config.model_dir('transfer')}/study.csv, study.json, study.png")
     return 0

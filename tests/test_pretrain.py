@@ -3,7 +3,7 @@ frozen epochs, label fractions nested in the shared folds, and fine-tuning end t
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -217,6 +217,47 @@ def test_label_fraction_is_stratified_and_nested_in_the_folds():
         assert set(kept) == set(np.flatnonzero(keep & (folds != k)))  # fold k's validation objects never enter
     with pytest.raises(InputError):
         label_mask(y, folds, 0.0, seed=1)
+
+
+def test_equal_steps_repeats_every_kept_object_as_often_to_the_full_length():
+    rng = np.random.default_rng(1)
+    y = np.asarray(survey.CLASSES)[rng.choice(len(survey.CLASSES), 2000, p=np.linspace(1, 5, 14) / 42)]
+    folds = make_folds(y, 5, 0)
+    tr = np.flatnonzero(folds != 0)
+    for fraction in (0.05, 0.25):
+        kept = Plan(label_fraction=fraction, label_seed=3).train_rows(tr, y, folds)
+        rows = Plan(label_fraction=fraction, label_seed=3, equal_steps=True).train_rows(tr, y, folds)
+        objects, times = np.unique(rows, return_counts=True)
+        assert np.array_equal(objects, np.sort(kept))  # the same objects, none added
+        assert len(set(times)) == 1 and times[0] == round(len(tr) / len(kept)) > 1  # each equally often
+        assert abs(len(rows) - len(tr)) <= len(kept) / 2  # about as many rows as all the labels
+    assert np.array_equal(Plan(equal_steps=True).train_rows(tr, y, folds), tr)  # all the labels: unchanged
+
+
+def test_equal_steps_is_the_command_lines_default_for_a_label_fraction(tiny, tmp_path):
+    import argparse
+
+    from kit import transfer
+
+    parser = argparse.ArgumentParser()
+    transfer.add_arguments(parser)
+    args = parser.parse_args(["--label-fraction", "0.5"])
+    assert transfer.label_plan(args, "lstm").equal_steps
+    assert transfer.finetune_plan(args, "ft", tiny, TINY).equal_steps
+    assert not transfer.label_plan(parser.parse_args(["--label-fraction", "0.5", "--no-equal-steps"]), "x").equal_steps
+    assert not transfer.finetune_plan(parser.parse_args([]), "ft", tiny, TINY).equal_steps  # all the labels
+    old = asdict(Plan(name="x"))
+    del old["equal_steps"]  # a plan saved before the field: the same run as one without it
+    assert transfer._plan_key(old) == transfer._plan_key(asdict(Plan(name="y")))
+
+    config = tiny.with_(models_root=tmp_path / "models")
+    once = lstm.train(config, TINY, 1, plan=Plan(name="once", label_fraction=0.25))
+    equal = lstm.train(config, TINY, 1, plan=Plan(name="equal", label_fraction=0.25, equal_steps=True))
+    all_labels = lstm.train(config, TINY, 1, plan=Plan(name="all"))
+    assert once["n_labelled"] == equal["n_labelled"] < 150 / 3
+    kept, full = once["train_rows"][0], all_labels["train_rows"][0]
+    assert equal["train_rows"][0] == kept * round(full / kept) > kept  # each kept object as often, more than once
+    assert abs(equal["train_rows"][0] - full) <= kept / 2  # about as many rows as on all the labels
 
 
 def test_finetuning_end_to_end_on_a_label_fraction(tiny, pretrained):
