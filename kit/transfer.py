@@ -62,7 +62,8 @@ class Plan:
     ``encoder``: path of an ``encoder.keras`` (:mod:`kit.pretrain`); each fold's network starts from its weights,
     frozen for ``freeze_epochs`` epochs, then trained with the rest at ``finetune_lr`` (default: the settings'
     learning rate). Early stopping counts its patience afresh once the encoder is unfrozen. ``equal_steps``: see
-    :meth:`train_rows` (False here, for plans saved before it existed; the command line's default is True).
+    :meth:`train_rows` (False here, for plans saved before it existed; the command line's default is True; always
+    False on all the labels, where it changes nothing).
     """
 
     name: str = "lstm"
@@ -72,6 +73,10 @@ class Plan:
     label_fraction: float = 1.0
     label_seed: int = 0
     equal_steps: bool = False
+
+    def __post_init__(self):
+        if self.label_fraction >= 1.0:  # all the labels: nothing to repeat, the same run either way
+            object.__setattr__(self, "equal_steps", False)
 
     def train_rows(self, tr: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
         """The training part ``tr`` of a fold, reduced to the objects that keep their labels.
@@ -201,7 +206,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
 def finetune_plan(args: argparse.Namespace, name: str, config: Config, settings) -> Plan:
     return Plan(name=name, encoder=str(args.pretrained or default_encoder(config)), freeze_epochs=args.freeze_epochs,
                 finetune_lr=args.finetune_lr or default_finetune_lr(settings), label_fraction=args.label_fraction,
-                label_seed=args.label_seed, equal_steps=args.equal_steps and args.label_fraction < 1.0)
+                label_seed=args.label_seed, equal_steps=args.equal_steps)
 
 
 # --- the study ---------------------------------------------------------------------------------------------------
@@ -261,8 +266,7 @@ def study(config: Config, settings, encoder: Path, fractions=DEFAULT_FRACTIONS, 
         for seed in range(n_seeds):
             for arm, path in encoders.items():
                 name = run_name(arm, fraction, seed)
-                plan = Plan(name=name, label_fraction=fraction, label_seed=seed,
-                            equal_steps=equal_steps and fraction < 1.0, **(
+                plan = Plan(name=name, label_fraction=fraction, label_seed=seed, equal_steps=equal_steps, **(
                     {"encoder": path, "freeze_epochs": freeze_epochs,
                      "finetune_lr": finetune_lr or default_finetune_lr(settings)} if path else {}))
                 rows.append({"arm": arm, "fraction": fraction, "seed": seed, **_run(config, settings, plan, max_folds)})
